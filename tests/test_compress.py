@@ -399,6 +399,17 @@ def test_cli_compress_then_eval(tiny_tied_llama, calib_file, tmp_path, capsys, d
     rc = main(["-q", "eval", "--model", str(out), "--tasks", "bbq", "--limit", "1",
                "--n-boot", "0", "--out", str(tmp_path / "runs"), "--data-dir", str(data_cache)])
     assert rc == 0
+    # The store records the lineage as structured fields, for pairing with the dense run.
+    from compsafe.store import Store
+
+    with Store(tmp_path / "runs" / "compsafe.sqlite") as st:
+        [run] = st.runs()
+    source = json.loads((out / "compression.json").read_text())["source_model"]
+    assert run["model"] == "wanda-50" and run["base_model"] == tiny_tied_llama.name
+    assert run["base_fingerprint"] == source["fingerprint"] != run["model_fingerprint"]
+    assert (run["method"], run["sparsity"], run["structure"], run["bits"]) == (
+        "wanda", 0.5, "unstructured", None)
+    assert run["spec_label"] == "wanda-50" and run["spec"]["calibration"]["nsamples"] == 4
 
 
 # --- the embedded model (SmolLM2-135M-Instruct: tied lm_head, width 576, 30 blocks)

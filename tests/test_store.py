@@ -298,3 +298,46 @@ def test_two_processes_write_one_file_without_lost_or_duplicate_rows(tmp_path):
         assert sorted(st.done_item_ids("shared"), key=int) == want
         total = st._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
         assert total == 3 * n
+
+
+# -- lineage (schema version 2) -------------------------------------------------------------
+
+
+def test_lineage_columns_round_trip_and_unknown_fields_refused(tmp_path):
+    from compsafe.compress.lineage import Lineage
+    from compsafe.compress.spec import CompressionSpec
+
+    lin = Lineage("smollm2", "fp-dense", CompressionSpec(method="sparsegpt", structure="2:4"))
+    with Store(tmp_path / "s.sqlite") as st:
+        st.start_run("k1", "sgpt", "fp-sgpt", "bbq", 1, {}, "0.1.0", lineage=lin.columns())
+        st.start_run("k2", "smollm2", "fp-dense", "bbq", 1, {}, "0.1.0",
+                     lineage=Lineage.dense("smollm2", "fp-dense").columns())
+        with pytest.raises(StoreError, match="unknown lineage fields"):
+            st.start_run("k3", "m", "fp", "bbq", 1, {}, "0.1.0", lineage={"sparsty": 0.5})
+        sgpt, dense = st.run("k1"), st.run("k2")
+    assert (sgpt["base_model"], sgpt["method"], sgpt["sparsity"], sgpt["structure"]) == (
+        "smollm2", "sparsegpt", 0.5, "2:4")
+    assert CompressionSpec.from_dict(sgpt["spec"]) == lin.spec
+    assert sgpt["spec_key"] == lin.spec.key() and sgpt["spec_label"] == "sparsegpt-2:4"
+    assert (dense["method"], dense["sparsity"], dense["base_fingerprint"]) == (
+        "dense", None, "fp-dense")
+
+
+def test_version_1_store_is_migrated_keeping_its_runs(tmp_path):
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("""CREATE TABLE runs (run_key TEXT PRIMARY KEY, model TEXT NOT NULL,
+        model_fingerprint TEXT NOT NULL, task TEXT NOT NULL, task_version INTEGER NOT NULL,
+        config_json TEXT NOT NULL, code_version TEXT NOT NULL, status TEXT NOT NULL,
+        n_items INTEGER, error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""")
+    con.execute("INSERT INTO runs VALUES ('old', 'm', 'fp', 'bbq', 1, '{}', '0.1.0', 'done', "
+                "3, NULL, 't', 't')")
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    with Store(path) as st:
+        old = st.run("old")
+        assert old["status"] == "done" and old["method"] is None and old["spec"] is None
+        _start(st, "new")
+        assert st.run("new")["base_model"] is None
+        assert st._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2

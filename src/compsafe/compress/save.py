@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
+from compsafe.compress.lineage import INFO_FILE
 from compsafe.errors import CompsafeError
 
-INFO_FILE = "compression.json"
 AWQ_SCALES_FILE = "awq_scales.safetensors"
 
 

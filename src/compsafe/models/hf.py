@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from compsafe.compress.lineage import read_compression_info
 from compsafe.errors import ModelLoadError
 from compsafe.models.device import configure_cpu_threads, pick_device, pick_dtype
 from compsafe.models.embedded import DEFAULT_NAME, convert_gguf, embedded_model_dir, gguf_cache_dir
@@ -62,6 +63,8 @@ class HFModel:
     name: str
     source: str
     batch_size: int = 16
+    compression_info: dict | None = None
+    """The model directory's ``compression.json`` (how it was compressed), if any."""
 
     @classmethod
     def load(
@@ -87,7 +90,8 @@ class HFModel:
         model.to(dev).eval()
         if batch_size is None:
             batch_size = 64 if dev.type == "cuda" else 16
-        return cls(model, tokenizer, name, source, batch_size)
+        info = read_compression_info(source) if Path(source).is_dir() else None
+        return cls(model, tokenizer, name, source, batch_size, info)
 
     @property
     def device(self) -> torch.device:

@@ -19,6 +19,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from compsafe import __version__
+from compsafe.compress.lineage import Lineage
 from compsafe.runner.keys import run_key
 from compsafe.store import Store
 from compsafe.tasks.base import LoglikTask
@@ -109,8 +110,10 @@ def evaluate_task(
     prompt = task.options.prompt.to_dict()
     key = run_key(fingerprint, task.name, task.version, config, prompt, __version__)
     examples = task.examples()
+    lineage = Lineage.of(model.name, fingerprint, getattr(model, "compression_info", None))
     status = store.start_run(key, model.name, fingerprint, task.name, task.version,
-                             {"task": config, "prompt": prompt}, __version__)
+                             {"task": config, "prompt": prompt}, __version__,
+                             lineage=lineage.columns())
     done = store.done_item_ids(key) if status != "done" else {e.id for e in examples}
     todo = [e for e in examples if e.id not in done]
     if status == "done":

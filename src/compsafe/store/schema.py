@@ -1,8 +1,9 @@
 """The results store's SQLite schema (versioned with ``PRAGMA user_version``) and WAL setup.
 
-Three tables: ``runs`` (one row per run key), ``records`` (per-item records, keyed by
-run key and item id so a resumed run cannot duplicate them) and ``metrics`` (tidy long
-rows, DESIGN.md convention 5; a NULL value means undefined, never 0).
+Three tables: ``runs`` (one row per run key, with the model's lineage), ``records``
+(per-item records, keyed by run key and item id so a resumed run cannot duplicate them)
+and ``metrics`` (tidy long rows, DESIGN.md convention 5; a NULL value means undefined,
+never 0).
 
     ensure_schema(conn, path)  # inside a write transaction
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from compsafe.errors import CompsafeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Stored in ``PRAGMA user_version``; bump it (and add a migration) when the tables change."""
 
 STATUSES = ("running", "done", "failed")
@@ -33,7 +34,17 @@ TABLES = (
         n_items INTEGER,
         error TEXT,
         created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL)""",
+        updated_at TEXT NOT NULL,
+        base_model TEXT,
+        base_fingerprint TEXT,
+        spec_key TEXT,
+        spec_label TEXT,
+        method TEXT,
+        sparsity REAL,
+        structure TEXT,
+        bits INTEGER,
+        group_size INTEGER,
+        spec_json TEXT)""",
     """CREATE TABLE IF NOT EXISTS records (
         run_key TEXT NOT NULL REFERENCES runs(run_key),
         item_id TEXT NOT NULL,
@@ -56,9 +67,17 @@ TABLES = (
     "CREATE INDEX IF NOT EXISTS metrics_task_model ON metrics (task, model)",
 )
 
+LINEAGE_COLUMNS = ("base_model", "base_fingerprint", "spec_key", "spec_label", "method",
+                   "sparsity", "structure", "bits", "group_size", "spec_json")
+"""Version 2: which base model a run's model came from and how it was compressed
+(``compsafe.compress.lineage.Lineage``), so reports pair compressed runs with their own
+dense baseline by structured fields. NULL in runs stored before version 2."""
+
+_LINEAGE_TYPES = {"sparsity": "REAL", "bits": "INTEGER", "group_size": "INTEGER"}
+
 RUN_COLS = (
     "run_key, model, model_fingerprint, task, task_version, config_json, code_version, "
-    "status, n_items, error, created_at, updated_at"
+    "status, n_items, error, created_at, updated_at, " + ", ".join(LINEAGE_COLUMNS)
 )
 METRIC_COLS = "run_key, model, task, subset, group_name, metric, value, n, ci_low, ci_high"
 
@@ -80,9 +99,12 @@ def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             f"({SCHEMA_VERSION}); upgrade compsafe to read it")
     if version == SCHEMA_VERSION:
         return
-    # Version 0 is a new, empty file. (A migration from 1 to 2 would go here.)
-    for stmt in TABLES:
-        conn.execute(stmt)
+    if version == 1:  # add the lineage columns; old runs keep NULL there
+        for col in LINEAGE_COLUMNS:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {_LINEAGE_TYPES.get(col, 'TEXT')}")
+    else:  # version 0: a new, empty file
+        for stmt in TABLES:
+            conn.execute(stmt)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

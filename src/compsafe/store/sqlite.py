@@ -28,7 +28,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from compsafe.store.schema import METRIC_COLS, RUN_COLS, StoreError, enable_wal, ensure_schema
+from compsafe.store.schema import (
+    LINEAGE_COLUMNS,
+    METRIC_COLS,
+    RUN_COLS,
+    StoreError,
+    enable_wal,
+    ensure_schema,
+)
 from compsafe.types import MetricRow
 
 
@@ -152,24 +159,34 @@ class Store:
         task_version: int,
         config: dict,
         code_version: str,
+        lineage: dict | None = None,
     ) -> str | None:
         """Register a run, or keep the one already stored under ``run_key``.
+
+        ``lineage`` fills the lineage columns (``Lineage.columns()``: base model, method,
+        sparsity, bits, ...); missing keys are stored as NULL.
 
         Returns the stored status before this call (``'running'``, ``'done'``,
         ``'failed'``), or None for a new run. A kept run that is not done is marked
         ``'running'`` again (it is being resumed); a done run is left untouched.
         """
         config_json = _dumps(config, f"run {run_key} config")
+        unknown = sorted(set(lineage or {}) - set(LINEAGE_COLUMNS))
+        if unknown:
+            raise StoreError(f"run {run_key}: unknown lineage fields {unknown}; "
+                             f"known: {', '.join(LINEAGE_COLUMNS)}")
         now = _now()
         with self._write() as c:
             row = c.execute(
                 "SELECT status, model_fingerprint, task, task_version FROM runs "
                 "WHERE run_key = ?", (run_key,)).fetchone()
             if row is None:
+                extra = [(lineage or {}).get(col) for col in LINEAGE_COLUMNS]
+                marks = ",".join("?" * (12 + len(LINEAGE_COLUMNS)))
                 c.execute(
-                    f"INSERT INTO runs ({RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO runs ({RUN_COLS}) VALUES ({marks})",
                     (run_key, model, model_fingerprint, task, int(task_version), config_json,
-                     code_version, "running", None, None, now, now))
+                     code_version, "running", None, None, now, now, *extra))
                 return None
             status, fp, stored_task, stored_version = row
             if (fp, stored_task, stored_version) != (model_fingerprint, task, task_version):
@@ -295,4 +312,6 @@ class Store:
 def _run_dict(row: tuple) -> dict:
     d = dict(zip([c.strip() for c in RUN_COLS.split(",")], row, strict=True))
     d["config"] = json.loads(d.pop("config_json"))
+    spec_json = d.pop("spec_json")
+    d["spec"] = json.loads(spec_json) if spec_json else None
     return d
