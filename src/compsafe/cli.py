@@ -194,11 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"compsafe {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
-    sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{compress,eval,data}")
+    sub = parser.add_subparsers(dest="command", required=True)
     _add_compress(sub)
     _add_eval(sub)
     _add_data(sub)
+    # Subcommands defined in their own packages register themselves here.
     return parser
 
 
