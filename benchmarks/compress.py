@@ -18,6 +18,11 @@ group), so 4-bit quantization changes it less than it would change a native bf16
 
     python benchmarks/compress.py                                  # full: 128 x 512 calibration
     python benchmarks/compress.py --nsamples 16 --max-chunks 20    # a quick check
+    python benchmarks/compress.py --methods wanda-50,wanda-50@fp32   # the bf16 speed-up
+
+Calibration forwards use ``--forward-dtype auto`` (bf16 autocast on CUDA and on CPUs with
+AMX/AVX512-BF16, as the reference implementations run fp16 models; statistics stay fp32);
+``wanda-50@fp32`` is the same Wanda with float32 forwards, measured in the same run.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ CONFIGS = {  # label -> compress flags
     "rtn-w4": ["--method", "rtn", "--bits", "4"],
     "gptq-w4": ["--method", "gptq", "--bits", "4"],
     "awq-w4": ["--method", "awq", "--bits", "4"],
+    # The same Wanda with float32 calibration forwards: the baseline for the bf16-autocast
+    # speed-up (``--forward-dtype auto`` on a CPU with AMX/AVX512-BF16), and its ppl cost.
+    "wanda-50@fp32": ["--method", "wanda", "--sparsity", "0.5", "--forward-dtype", "float32"],
 }
 # The issue's CPU speed targets at 128 samples x 512 tokens (seconds).
 TARGETS = {"wanda-50": 60, "sparsegpt-50": 300, "gptq-w4": 300}
@@ -119,7 +127,8 @@ def main() -> None:
     rows = []
     t = time.perf_counter()
     dense = perplexity(args.model, eval_text, args)
-    rows.append({"label": "dense", "ppl": dense["ppl"], "eval_s": time.perf_counter() - t})
+    rows.append({"label": "dense", "key": "dense", "ppl": dense["ppl"],
+                 "eval_s": time.perf_counter() - t})
     print(f"dense: ppl {dense['ppl']:.3f} over {dense['n_windows']} chunks of "
           f"{dense['seqlen']} tokens", flush=True)
     for label in [m.strip() for m in args.methods.split(",") if m.strip()]:
@@ -136,8 +145,9 @@ def main() -> None:
                      "peak_gib": info["peak_memory"]["bytes"] / 2**30,
                      "phase_gib": (info["peak_memory"].get("compress_phase_bytes") or 0) / 2**30,
                      "summary": info["summary"]})
-        print(f"{info['label']}: ppl {res['ppl']:.3f}, compression {rows[-1]['wall_s']:.1f} s",
-              flush=True)
+        rows[-1]["forward_dtype"] = info.get("forward_dtype")
+        print(f"{label}: ppl {res['ppl']:.3f}, compression {rows[-1]['wall_s']:.1f} s "
+              f"(forwards {info.get('forward_dtype')})", flush=True)
 
     print(f"\nWikiText-2 perplexity ({where}; non-overlapping chunks of {dense['seqlen']} "
           f"tokens, {dense['n_windows']} chunks) of {args.model}; calibration "
@@ -147,14 +157,21 @@ def main() -> None:
           "fingerprinting; peak GiB: process max RSS (CUDA max allocated on GPU) / the "
           "compression phase's own peak")
     print(f"{'method':<16}{'ppl':>10}{'x dense':>9}{'compress s':>12}{'wall s':>9}"
-          f"{'peak GiB':>13}  achieved")
+          f"{'peak GiB':>13}  {'forwards':<9} achieved")
     for r in rows:
         s = r.get("summary", {})
         ach = (f"sparsity {s['sparsity']:.4f}" if "sparsity" in s else
                f"rel.err {s['mean_rel_error']:.4f}" if "mean_rel_error" in s else "")
-        print(f"{r['label']:<16}{r['ppl']:>10.3f}{r['ppl'] / dense['ppl']:>9.2f}"
+        print(f"{r['key']:<16}{r['ppl']:>10.3f}{r['ppl'] / dense['ppl']:>9.2f}"
               f"{r.get('compress_s', 0):>12.1f}{r.get('wall_s', 0):>9.1f}"
-              f"{r.get('peak_gib', 0):>7.2f}/{r.get('phase_gib', 0):<5.2f}  {ach}")
+              f"{r.get('peak_gib', 0):>7.2f}/{r.get('phase_gib', 0):<5.2f}  "
+              f"{r.get('forward_dtype') or '-':<9} {ach}")
+    by_key = {r["key"]: r for r in rows}
+    if {"wanda-50", "wanda-50@fp32"} <= set(by_key):
+        fast, base = by_key["wanda-50"], by_key["wanda-50@fp32"]
+        print(f"wanda-50 forwards {fast['forward_dtype']} vs float32: "
+              f"{base['wall_s'] / fast['wall_s']:.2f}x faster wall time, "
+              f"ppl {fast['ppl']:.3f} vs {base['ppl']:.3f}")
     if args.nsamples == 128 and args.seqlen == 512:
         for r in rows:
             if r.get("key") in TARGETS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import importlib.util
 import json
 import random
 
@@ -319,6 +320,50 @@ def test_compression_json_fields(tiny_tied_llama, calib_file, tmp_path):
     assert on_disk["storage"] == FAKE_QUANT
 
 
+def test_bf16_forwards_keep_fp32_statistics_and_exact_sparsity(tiny_tied_llama, calib_file,
+                                                                 tmp_path):
+    """bf16 autocast speeds the calibration forwards; X^T X must still be float32, and the
+    result close to float32 forwards (the same mask on all but a few near-tie weights)."""
+    from compsafe.compress.layers import forward_precision
+    from compsafe.compress.stats import collect
+
+    block = AutoModelForCausalLM.from_pretrained(tiny_tied_llama).model.layers[0]
+    x = torch.randn(2, 16, 64)
+    pos = (torch.ones(2, 16, 16), torch.zeros(2, 16, 16))  # rotary cos/sin
+    lin = {"q": block.self_attn.q_proj}
+    with collect(lin, {"hessian", "act"}) as stats, forward_precision(
+            torch.device("cpu"), torch.bfloat16):
+        block(x, position_embeddings=pos)
+    xf = x.reshape(-1, 64)
+    xn = block.input_layernorm(xf)
+    assert stats["q"].xtx.dtype == torch.float32
+    torch.testing.assert_close(stats["q"].xtx, xn.T @ xn, rtol=1e-5, atol=1e-4)
+
+    spec = spec_for(calib_file, method="sparsegpt", sparsity=0.5, forward_dtype="bfloat16")
+    out, info = compress(tiny_tied_llama, spec, tmp_path)
+    assert info["forward_dtype"] == "bfloat16"
+    ref_spec = spec_for(calib_file, method="sparsegpt", sparsity=0.5, forward_dtype="float32")
+    ref_out, ref_info = compress(tiny_tied_llama, ref_spec, tmp_path / "ref")
+    assert ref_info["forward_dtype"] == "float32" and ref_spec.key() != spec.key()
+    fast = block_weights(AutoModelForCausalLM.from_pretrained(out))
+    ref = block_weights(AutoModelForCausalLM.from_pretrained(ref_out))
+    for name, w in fast.items():
+        assert (w == 0).float().mean().item() == pytest.approx(0.5, abs=1 / w.shape[1])
+        same_mask = ((w == 0) == (ref[name] == 0)).float().mean().item()
+        assert same_mask > 0.97, name
+
+
+def test_auto_forward_dtype_follows_the_hardware():
+    from compsafe.compress.run import resolve_forward_dtype
+    from compsafe.models.device import fast_bf16
+
+    cpu = torch.device("cpu")
+    assert resolve_forward_dtype("float16", cpu) == "float16"
+    assert resolve_forward_dtype("auto", cpu) == ("bfloat16" if fast_bf16(cpu) else "float32")
+    with pytest.raises(CompsafeError, match="--forward-dtype"):
+        CompressionSpec(method="wanda", sparsity=0.5, forward_dtype="int8")
+
+
 def test_existing_output_refused_before_load(tiny_tied_llama, calib_file, tmp_path,
                                               monkeypatch):
     (tmp_path / "taken").mkdir()
@@ -382,11 +427,96 @@ def test_cli_bad_values_one_line_exit_2(args, needle, tmp_path, capsys, monkeypa
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
-def test_llm_int8_without_cuda_is_one_line(tmp_path, capsys):
+def test_bitsandbytes_missing_is_one_line(tmp_path, capsys, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
     rc = main(["compress", "--model", "default", "--method", "llm_int8",
                "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "llm_int8 needs a CUDA GPU" in err[0]
+    assert rc == 2 and len(err) == 1 and "pip install bitsandbytes" in err[0]
+
+
+@pytest.mark.parametrize("method", ["llm_int8", "nf4"])
+def test_bitsandbytes_compress_then_eval_pairs_with_dense(method, tiny_tied_llama, tmp_path,
+                                                          data_cache):
+    """LLM.int8 / NF4 through bitsandbytes (CPU since 0.46): the saved directory loads and
+    evaluates, its weights really are int8 / packed 4-bit, and its runs name the dense base."""
+    pytest.importorskip("bitsandbytes")
+    from compsafe.store import Store
+
+    out = tmp_path / method
+    assert main(["-q", "compress", "--model", str(tiny_tied_llama), "--method", method,
+                 "--out", str(out)]) == 0
+    info = json.loads((out / "compression.json").read_text())
+    assert info["label"] == method and "bitsandbytes" in info["storage"]
+    model = HFModel.load(str(out), device="cpu")
+    down = model.model.model.layers[0].mlp.down_proj
+    assert type(down).__module__.startswith("bitsandbytes")
+    assert down.weight.dtype == (torch.int8 if method == "llm_int8" else torch.uint8)
+    runs = tmp_path / "runs"
+    for m in (str(tiny_tied_llama), str(out)):
+        assert main(["-q", "eval", "--model", m, "--tasks", "bbq", "--limit", "1", "--n-boot",
+                     "0", "--out", str(runs), "--data-dir", str(data_cache)]) == 0
+    with Store(runs / "compsafe.sqlite") as st:
+        dense, quant = sorted(st.runs(), key=lambda r: r["method"] != "dense")
+    assert quant["method"] == method and quant["bits"] is None
+    assert quant["base_fingerprint"] == dense["model_fingerprint"] == dense["base_fingerprint"]
+
+
+def test_prequantized_checkpoint_lineage_from_its_config(tiny_tied_llama, tmp_path, data_cache):
+    """A checkpoint quantized elsewhere (no compression.json) is described by its
+    quantization_config, and --base-model names the dense run it pairs with."""
+    pytest.importorskip("bitsandbytes")
+    from transformers import AutoTokenizer, BitsAndBytesConfig
+
+    from compsafe.store import Store
+
+    out = tmp_path / "hub-style-nf4"
+    q = AutoModelForCausalLM.from_pretrained(
+        tiny_tied_llama, device_map={"": "cpu"},
+        quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"))
+    q.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_tied_llama).save_pretrained(out)
+    runs = tmp_path / "runs"
+    assert main(["-q", "eval", "--model", str(out), "--base-model", "tiny-llama-tied",
+                 "--tasks", "bbq", "--limit", "1", "--n-boot", "0", "--out", str(runs),
+                 "--data-dir", str(data_cache)]) == 0
+    with Store(runs / "compsafe.sqlite") as st:
+        [run] = st.runs()
+    assert (run["method"], run["base_model"], run["base_fingerprint"]) == (
+        "nf4", "tiny-llama-tied", None)
+
+
+def test_quantization_configs_map_to_specs():
+    from compsafe.compress.lineage import spec_from_quantization_config as spec
+
+    gptq = spec({"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": True,
+                 "sym": True})
+    assert (gptq.label(), gptq.act_order, gptq.symmetric) == ("gptq-w4g128", True, True)
+    awq = spec({"quant_method": "awq", "bits": 4, "group_size": -1, "zero_point": True})
+    assert (awq.label(), awq.symmetric) == ("awq-w4", False)
+    assert spec({"quant_method": "bitsandbytes", "load_in_8bit": True}).method == "llm_int8"
+    assert spec({"quant_method": "hqq"}) is None
+
+
+def test_prequantized_checkpoint_without_backend_is_one_line(tiny_tied_llama, tmp_path,
+                                                              capsys, data_cache):
+    """GPTQ checkpoints load through transformers' integration, which needs optimum and
+    gptqmodel; without them the error is one line naming the package."""
+    import shutil
+
+    if importlib.util.find_spec("optimum") is not None:
+        pytest.skip("optimum is installed: the GPTQ backend may load this config")
+    out = tmp_path / "gptq-config"
+    shutil.copytree(tiny_tied_llama, out)
+    config = json.loads((out / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "gptq", "bits": 4, "group_size": 32}
+    (out / "config.json").write_text(json.dumps(config))
+    rc = main(["-q", "eval", "--model", str(out), "--tasks", "bbq", "--limit", "1",
+               "--out", str(tmp_path / "runs"), "--data-dir", str(data_cache)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "optimum" in err[0], err
 
 
 def test_cli_compress_then_eval(tiny_tied_llama, calib_file, tmp_path, capsys, data_cache):

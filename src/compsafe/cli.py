@@ -45,8 +45,9 @@ examples:
   compsafe eval --model models/wanda-50 --tasks bbq --out runs/wanda-50
 
 Methods: magnitude, wanda, sparsegpt, gblm (pruning: --sparsity R or --structure N:M);
-rtn, gptq, awq (weight-only quantization: --bits B [--group-size G]); llm_int8
-(bitsandbytes, CUDA only); dense (copy). The output is an ordinary Hugging Face model
+rtn, gptq, awq (weight-only quantization: --bits B [--group-size G]); llm_int8 and
+nf4 (bitsandbytes 8-bit / 4-bit NormalFloat; CPU or CUDA with bitsandbytes >= 0.46);
+dense (copy). The output is an ordinary Hugging Face model
 directory (quantized weights stored dequantized) plus compression.json with the spec,
 per-layer sparsity or error, the calibration hash, wall time and peak memory.
 Calibration (wanda, sparsegpt, gblm, gptq, awq): --nsamples random windows of --seqlen
@@ -75,6 +76,10 @@ def _add_eval(sub) -> None:
                    help=MODEL_HELP)
     p.add_argument("--tasks", required=True,
                    help=f"comma-separated task names; known: {', '.join(TASKS)}")
+    p.add_argument("--base-model", default=None,
+                   help="for a checkpoint quantized elsewhere (GPTQ, AWQ, bitsandbytes): the "
+                        "dense model it came from, as its dense run names it, so reports "
+                        "pair the two (compsafe's own compressed models say so themselves)")
     p.add_argument("--limit", type=int, default=None,
                    help="at most this many examples per subset (BBQ category, UnQover class), "
                         "a deterministic subsample by --seed; default: all")
@@ -129,7 +134,8 @@ def _add_compress(sub) -> None:
     p.add_argument("--model", required=True,
                    help=MODEL_HELP)
     p.add_argument("--method", required=True,
-                   help="magnitude, wanda, sparsegpt, gblm, rtn, gptq, awq, llm_int8 or dense")
+                   help="magnitude, wanda, sparsegpt, gblm, rtn, gptq, awq, llm_int8, nf4 "
+                        "or dense")
     p.add_argument("--out", type=Path, required=True, help="output model directory (new)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     g = p.add_argument_group("pruning")
@@ -157,6 +163,11 @@ def _add_compress(sub) -> None:
     g.add_argument("--seed", type=int, default=0, help="window sampling seed (default 0)")
     g.add_argument("--damp", type=float, default=0.01,
                    help="SparseGPT/GPTQ Hessian dampening, fraction of mean diagonal (0.01)")
+    g.add_argument("--forward-dtype", default="auto",
+                   choices=["auto", "float32", "bfloat16", "float16"],
+                   help="precision of the calibration forward passes (autocast; weights and "
+                        "statistics stay float32). auto: bfloat16 on CUDA and on CPUs with "
+                        "AMX/AVX512-BF16, else float32; recorded in compression.json")
     g.add_argument("--skip", default="lm_head",
                    help="comma-separated module names never compressed (default lm_head; "
                         "matched on whole dotted name components)")

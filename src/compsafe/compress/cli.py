@@ -34,7 +34,8 @@ def spec_from_args(args) -> CompressionSpec:
     return CompressionSpec(
         method=args.method, sparsity=args.sparsity, structure=args.structure, bits=args.bits,
         group_size=args.group_size, symmetric=args.symmetric, act_order=args.act_order,
-        damp=args.damp, calibration=calibration, skip=skip)
+        damp=args.damp, calibration=calibration, skip=skip,
+        forward_dtype=getattr(args, "forward_dtype", "auto"))
 
 
 def _gb(n: int) -> str:

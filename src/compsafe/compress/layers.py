@@ -29,7 +29,7 @@ shared with the input embeddings (a tied ``lm_head``).
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -148,17 +148,31 @@ def run_block(block: nn.Module, inputs: list[BlockInput]) -> list[Tensor]:
     return outs
 
 
+def forward_precision(device: torch.device, dtype: torch.dtype):
+    """Autocast the calibration forwards to ``dtype`` (a no-op for float32).
+
+    Matmuls run in ``dtype`` while the residual stream, norms and every statistic stay
+    float32 (the hooks upcast), as the reference implementations' fp16 forwards do.
+    """
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor | None,
                         device: str | torch.device = "cpu", grads: dict | None = None,
-                        batch_size: int = 8, progress: bool = True, awq_tokens: int = 16384
+                        batch_size: int = 8, progress: bool = True, awq_tokens: int = 16384,
+                        forward_dtype: torch.dtype = torch.float32
                         ) -> tuple[dict[str, dict], dict[str, Tensor]]:
     """Compress ``model`` in place, block by block; per-layer reports and AWQ scales.
 
     ``tokens`` (nsamples, seqlen) are the calibration windows (None for magnitude/RTN);
     ``grads`` the GBLM squared-gradient sums by layer name. ``awq_tokens`` caps the input
     rows AWQ keeps per layer (the first calibration tokens), bounding its memory.
+    ``forward_dtype`` is the autocast precision of the calibration forward passes.
     """
     device = torch.device(device)
+    precision = lambda: forward_precision(device, forward_dtype)  # noqa: E731
     blocks_name, blocks = find_blocks(model)
     want = needs(spec)
     layer_types = getattr(getattr(model, "config", None), "layer_types", None) or ()
@@ -171,7 +185,8 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
     if want:
         if tokens is None:
             raise ValueError(f"{spec.method} needs calibration tokens")
-        inputs = capture_inputs(model, blocks_name, blocks, tokens, device, batch_size)
+        with precision():
+            inputs = capture_inputs(model, blocks_name, blocks, tokens, device, batch_size)
     reports: dict[str, dict] = {}
     extras: dict[str, Tensor] = {}
     bar = tqdm(blocks, desc=f"{spec.label()} blocks", disable=not progress, unit="block")
@@ -180,7 +195,7 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
         linears = target_linears(model, blocks_name, block, i, spec)
         stats = None
         if want:
-            with collect(linears, want, max_tokens=awq_tokens) as stats:
+            with collect(linears, want, max_tokens=awq_tokens) as stats, precision():
                 run_block(block, inputs)
         block_grads = {n: grads[n] for n in linears} if grads else None
         # The per-layer maths is long chains of small ops (SparseGPT/GPTQ visit one column
@@ -192,7 +207,8 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
         extras.update(ext)
         del stats
         if want and i + 1 < len(blocks):  # the last block's outputs feed nothing we compress
-            outs = run_block(block, inputs)
+            with precision():
+                outs = run_block(block, inputs)
             inputs = [(o, a, k) for o, (_, a, k) in zip(outs, inputs, strict=True)]
         block.to("cpu")
     return reports, extras

@@ -4,6 +4,8 @@ Every run in the results store carries one, so reports can pair a compressed mod
 results with its own dense baseline's (same base model, ``method == "dense"``) and sort
 compression settings by their structured fields instead of parsing names. A model
 directory written by ``compsafe compress`` says where it came from in ``compression.json``;
+a checkpoint quantized elsewhere (GPTQ, AWQ, bitsandbytes) says how in its config's
+``quantization_config``, and the user names its base (``compsafe eval --base-model``);
 any other model is its own dense base.
 
     lineage = Lineage.of("wanda-50", fingerprint, read_compression_info(model_dir))
@@ -13,12 +15,15 @@ any other model is its own dense base.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from compsafe.compress.spec import CompressionSpec
+from compsafe.compress.spec import Calibration, CompressionSpec
 from compsafe.errors import CompsafeError
 from compsafe.store.schema import LINEAGE_COLUMNS
+
+log = logging.getLogger(__name__)
 
 INFO_FILE = "compression.json"
 """Written next to a compressed model's weights by ``compsafe compress``."""
@@ -35,6 +40,35 @@ def read_compression_info(model_dir: str | Path) -> dict | None:
         raise CompsafeError(f"{path}: unreadable compression record: {e}") from e
 
 
+PREQUANTIZED = Calibration(source="unknown (pre-quantized checkpoint)")
+"""What a pre-quantized checkpoint says of its calibration: nothing compsafe can check."""
+
+
+def spec_from_quantization_config(qc: dict) -> CompressionSpec | None:
+    """The compression spec of a checkpoint quantized elsewhere (transformers'
+    ``quantization_config``: GPTQ, AWQ, bitsandbytes 8-bit / 4-bit NF4), or None for a
+    scheme compsafe cannot describe."""
+    method = qc.get("quant_method", "")
+    method = str(getattr(method, "value", method)).lower()  # an enum in to_dict() output
+    group = qc.get("group_size")
+    group = group if isinstance(group, int) and group > 0 else None  # -1: per channel
+    if method == "gptq":
+        return CompressionSpec(method="gptq", bits=qc.get("bits"), group_size=group,
+                               symmetric=bool(qc.get("sym", True)),
+                               act_order=bool(qc.get("desc_act", False)),
+                               calibration=PREQUANTIZED)
+    if method == "awq":
+        return CompressionSpec(method="awq", bits=qc.get("bits"), group_size=group,
+                               symmetric=not qc.get("zero_point", True),
+                               calibration=PREQUANTIZED)
+    if method == "bitsandbytes":
+        if qc.get("load_in_8bit"):
+            return CompressionSpec(method="llm_int8", calibration=PREQUANTIZED)
+        if qc.get("load_in_4bit") and qc.get("bnb_4bit_quant_type", "fp4") == "nf4":
+            return CompressionSpec(method="nf4", calibration=PREQUANTIZED)
+    return None
+
+
 @dataclass(frozen=True)
 class Lineage:
     """The base model (display name and weights fingerprint) and the compression spec."""
@@ -48,20 +82,36 @@ class Lineage:
         return cls(name, fingerprint, CompressionSpec())
 
     @classmethod
-    def of(cls, name: str, fingerprint: str, info: dict | None) -> Lineage:
-        """From a model's ``compression.json`` dict, or dense when ``info`` is None.
+    def of(cls, name: str, fingerprint: str, info: dict | None,
+           quantization_config: dict | None = None, base_model: str | None = None
+           ) -> Lineage | None:
+        """From a model's ``compression.json`` dict; else from the ``quantization_config`` of
+        a pre-quantized checkpoint (whose dense base is ``base_model``, when the user says);
+        else the model is its own dense base. None for a quantization scheme compsafe
+        cannot describe (the run is stored without lineage; reports cannot pair it).
 
         A compressed model with method ``dense`` (a plain copy) is still its source's
         dense baseline.
         """
-        if info is None:
-            return cls.dense(name, fingerprint)
-        try:
-            spec = CompressionSpec.from_dict(info["spec"])
-            source = info.get("source_model") or {}
-        except (KeyError, TypeError) as e:
-            raise CompsafeError(f"{name}: {INFO_FILE} has no valid 'spec': {e}") from e
-        return cls(source.get("name") or name, source.get("fingerprint"), spec)
+        if info is not None:
+            try:
+                spec = CompressionSpec.from_dict(info["spec"])
+                source = info.get("source_model") or {}
+            except (KeyError, TypeError) as e:
+                raise CompsafeError(f"{name}: {INFO_FILE} has no valid 'spec': {e}") from e
+            return cls(base_model or source.get("name") or name, source.get("fingerprint"), spec)
+        if quantization_config is not None:
+            spec = spec_from_quantization_config(quantization_config)
+            if spec is None:
+                log.warning("%s: quantization_config %r is not one compsafe can describe "
+                            "(gptq, awq, bitsandbytes 8-bit or nf4); stored without lineage",
+                            name, str(quantization_config.get("quant_method")))
+                return None
+            return cls(base_model or name, None, spec)
+        if base_model is not None:
+            raise CompsafeError(f"--base-model {base_model!r} given, but {name} has neither "
+                                f"{INFO_FILE} nor a quantization_config: it is a dense model")
+        return cls.dense(name, fingerprint)
 
     def columns(self) -> dict:
         """Values for the store's lineage columns (``LINEAGE_COLUMNS``)."""

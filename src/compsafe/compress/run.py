@@ -41,14 +41,20 @@ from compsafe.compress.save import (
     save_model_dir,
     versions,
 )
-from compsafe.compress.spec import CompressionSpec
+from compsafe.compress.spec import BNB_METHODS, CompressionSpec
 from compsafe.compress.stats import get_weight, in_features
 from compsafe.errors import CompsafeError
-from compsafe.models.device import pick_device
+from compsafe.models.device import DTYPES, fast_bf16, pick_device
 
 log = logging.getLogger(__name__)
 
 FAKE_QUANT = "fake-quant (dequantized weights in the original dtype)"
+BNB_STORAGE = {
+    "llm_int8": "bitsandbytes LLM.int8 (int8 weights, fp16 outlier columns at run time); "
+                "loads with bitsandbytes installed",
+    "nf4": "bitsandbytes 4-bit NormalFloat (blocks of 64, fp32 absmax); loads with "
+           "bitsandbytes installed",
+}
 
 
 def _all_targets(model, spec: CompressionSpec) -> dict:
@@ -100,6 +106,14 @@ def _peak(before: dict, phase: dict) -> dict:
             "compress_phase_bytes": phase.get("since_reset_bytes")}
 
 
+def resolve_forward_dtype(requested: str, device: torch.device) -> str:
+    """The calibration forwards' precision: ``requested``, or for ``auto`` bfloat16 where
+    bf16 matmuls are fast on ``device`` (``fast_bf16``) and float32 elsewhere."""
+    if requested != "auto":
+        return requested
+    return "bfloat16" if fast_bf16(device) else "float32"
+
+
 def compress_model(model_spec: str, spec: CompressionSpec, out_dir: str | Path,
                    device: str | None = None, data_dir: str | Path | None = None,
                    progress: bool = True, overwrite: bool = False, batch_size: int = 8) -> dict:
@@ -115,8 +129,8 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
 
     check_out_dir(out_dir, overwrite)
     dev = pick_device(device)
-    if spec.method == "llm_int8":
-        return _llm_int8(model_spec, spec, out_dir, dev, overwrite)
+    if spec.method in BNB_METHODS:
+        return _bitsandbytes(model_spec, spec, out_dir, dev, overwrite)
     want = needs(spec)
     if want:  # a missing calibration file should cost a second, not a model load
         calibration_file(spec.calibration, data_dir)
@@ -153,9 +167,11 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
     t = time.perf_counter()
     extras: dict = {}
     per_layer: dict = {}
+    forward_dtype = resolve_forward_dtype(spec.forward_dtype, dev) if want else None
     if spec.method != "dense":
-        per_layer, extras = compress_sequential(hf.model, spec, tokens, dev, grads,
-                                                batch_size=batch_size, progress=progress)
+        per_layer, extras = compress_sequential(
+            hf.model, spec, tokens, dev, grads, batch_size=batch_size, progress=progress,
+            forward_dtype=DTYPES[forward_dtype or "float32"])
     times["compress_s"] = time.perf_counter() - t
     phase_peak = peak_memory(dev)
     for name, rep in per_layer.items():  # count zeros in the weights as they will be saved
@@ -169,6 +185,7 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
         "source_model": {"spec": model_spec, "name": hf.name, "path": hf.source,
                          "fingerprint": fingerprint},
         "calibration": calib, "device": str(dev), "dtype": "float32",
+        "forward_dtype": forward_dtype,
         "summary": _summary(spec, per_layer), "per_layer": per_layer,
         "times": times, "wall_time_s": time.perf_counter() - t0,
         "peak_memory": _peak(process_peak, phase_peak), "versions": versions(),
@@ -183,30 +200,46 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
     return info
 
 
-def _llm_int8(model_spec: str, spec: CompressionSpec, out_dir: Path, dev: torch.device,
-              overwrite: bool) -> dict:
-    """Load in 8 bits through bitsandbytes and save; one-line error where it cannot run."""
-    if dev.type != "cuda" or not torch.cuda.is_available():
-        raise CompsafeError(f"llm_int8 needs a CUDA GPU (bitsandbytes' LLM.int8 kernels); "
-                            f"this run's device is {dev}")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise CompsafeError("llm_int8 needs the bitsandbytes package: pip install bitsandbytes")
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+def _bitsandbytes(model_spec: str, spec: CompressionSpec, out_dir: Path, dev: torch.device,
+                  overwrite: bool) -> dict:
+    """LLM.int8 or NF4 through bitsandbytes at load time, saved in bitsandbytes' format.
 
-    from compsafe.models.hf import resolve_model_path
+    Recent bitsandbytes (0.46+) runs both on CPU as well as CUDA; where the installed one
+    cannot, its error becomes one line naming the device and the version.
+    """
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise CompsafeError(f"{spec.method} needs the bitsandbytes package: "
+                            "pip install bitsandbytes")
+    from importlib.metadata import version
+
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from compsafe.models.hf import HFModel
 
     t0 = time.perf_counter()
     reset_peak_memory(dev)
-    source, name = resolve_model_path(model_spec)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForCausalLM.from_pretrained(
-        source, quantization_config=BitsAndBytesConfig(load_in_8bit=True),
-        device_map={"": str(dev)})
+    # The dense model's name and weights fingerprint, so the result pairs with its baseline.
+    dense = HFModel.load(model_spec, device="cpu", dtype="float32")
+    source = {"spec": model_spec, "name": dense.name, "path": dense.source,
+              "fingerprint": dense.fingerprint()}
+    tokenizer = dense.tokenizer
+    del dense
+    if spec.method == "llm_int8":
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        compute = torch.bfloat16 if fast_bf16(dev) else torch.float32
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                    bnb_4bit_compute_dtype=compute)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source["path"], quantization_config=config, device_map={"": str(dev)})
+    except (RuntimeError, ValueError, ImportError, NotImplementedError) as e:
+        raise CompsafeError(f"{spec.method}: bitsandbytes {version('bitsandbytes')} cannot "
+                            f"quantize on {dev}: {e}") from e
     info = {"spec": spec.to_dict(), "key": spec.key(), "label": spec.label(),
-            "method": spec.method, "source_model": {"spec": model_spec, "name": name,
-                                                    "path": source},
-            "storage": "bitsandbytes LLM.int8 (int8 weights, fp16 outliers); loads on CUDA",
+            "method": spec.method, "source_model": source,
+            "storage": BNB_STORAGE[spec.method], "device": str(dev),
             "wall_time_s": time.perf_counter() - t0, "peak_memory": peak_memory(dev),
-            "versions": versions(), "device": str(dev)}
+            "versions": {**versions(), "bitsandbytes": version("bitsandbytes")}}
     save_model_dir(model, tokenizer, info, out_dir, overwrite)
     return info

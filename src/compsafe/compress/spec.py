@@ -19,9 +19,13 @@ from dataclasses import asdict, dataclass, field
 from compsafe.errors import CompsafeError, UnknownNameError
 
 PRUNING_METHODS = ("magnitude", "wanda", "sparsegpt", "gblm")
-QUANT_METHODS = ("rtn", "gptq", "awq", "llm_int8")
+QUANT_METHODS = ("rtn", "gptq", "awq", "llm_int8", "nf4")
+BNB_METHODS = ("llm_int8", "nf4")
+"""Quantized through bitsandbytes at load time: LLM.int8 (Dettmers et al. 2022) and
+4-bit NormalFloat (QLoRA, Dettmers et al. 2023); stored in bitsandbytes' own format."""
 METHODS = ("dense", *PRUNING_METHODS, *QUANT_METHODS)
 CALIBRATION_SOURCES = ("wikitext2", "c4")
+FORWARD_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 class SpecError(CompsafeError):
@@ -63,12 +67,20 @@ class CompressionSpec:
     blocksize: int = 128
     calibration: Calibration = field(default_factory=Calibration)
     skip: tuple[str, ...] = ("lm_head",)  # module names never compressed
+    # Precision of the calibration forward passes (weights and statistics stay float32):
+    # "auto" is bfloat16 autocast where bf16 matmuls are fast (CUDA, CPUs with AMX or
+    # AVX512-BF16; the reference implementations run fp16 models), float32 elsewhere.
+    # The resolved choice is recorded in compression.json; name one for bit-identical
+    # results across machines.
+    forward_dtype: str = "auto"
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise UnknownNameError("compression method", self.method, METHODS)
         if self.method in PRUNING_METHODS:
             self._check_pruning()
+        elif self.method in BNB_METHODS and self.bits is not None:
+            raise SpecError(f"{self.method} fixes its own bits; drop --bits {self.bits}")
         elif self.method in ("rtn", "gptq", "awq"):
             if self.bits is None or not 2 <= self.bits <= 8:
                 raise SpecError(f"--bits must be an integer from 2 to 8, got {self.bits}")
@@ -76,6 +88,9 @@ class CompressionSpec:
                 raise SpecError(f"--group-size must be positive, got {self.group_size}")
         if not 0 <= self.damp < 1:
             raise SpecError(f"damping must be in [0, 1), got {self.damp}")
+        if self.forward_dtype not in FORWARD_DTYPES:
+            raise SpecError(f"--forward-dtype must be one of {', '.join(FORWARD_DTYPES)}, "
+                            f"got {self.forward_dtype!r}")
 
     def _check_pruning(self):
         if self.structure == "unstructured":
@@ -140,7 +155,7 @@ class CompressionSpec:
             if self.structure != "unstructured":
                 return f"{self.method}-{self.structure}"
             return f"{self.method}-{round(self.sparsity * 100)}"
-        if self.method == "llm_int8":
-            return "llm_int8"
+        if self.method in BNB_METHODS:
+            return self.method
         g = f"g{self.group_size}" if self.group_size else ""
         return f"{self.method}-w{self.bits}{g}"

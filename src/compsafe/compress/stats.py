@@ -12,7 +12,8 @@ input):
 * ``inputs``: the input rows of the first ``max_tokens`` tokens (AWQ, Lin et al. 2024,
   searches its scales on them), and an input key that tells which layers share one input.
 
-All sums are float32 whatever the model dtype (fp16 sums of squares overflow).
+All sums are float32 whatever the model dtype (fp16 sums of squares overflow), and run
+outside any autocast region.
 
     with collect(linears, {"act"}) as stats: run_block(block, inputs)
 """
@@ -89,8 +90,7 @@ def _same_tensor(a: Tensor, b: Tensor) -> bool:
 
 
 def _hook(stats: LayerStats, needs: set[str], max_tokens: int, seen: list[Tensor]):
-    def hook(module, args, output):
-        x = args[0].detach()
+    def accumulate(x: Tensor) -> None:
         if "inputs" in needs and stats.input_key is None:
             # Layers fed the very same tensor (q/k/v, gate/up) share an input: AWQ groups
             # them. ``seen`` keeps each first input alive until collection ends, so a later
@@ -114,6 +114,12 @@ def _hook(stats: LayerStats, needs: set[str], max_tokens: int, seen: list[Tensor
             have = sum(t.shape[0] for t in stats.inputs)
             if have < max_tokens:
                 stats.inputs.append(x[: max_tokens - have].clone())
+
+    def hook(module, args, output):
+        # The forward may run under bf16 autocast (``forward_precision``); the statistics
+        # must not: X^T X in bf16 would lose the precision SparseGPT/GPTQ rely on.
+        with torch.autocast(args[0].device.type, enabled=False):
+            accumulate(args[0].detach())
 
     return hook
 

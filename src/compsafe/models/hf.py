@@ -54,6 +54,17 @@ def resolve_model_path(spec: str) -> tuple[str, str]:
     return spec, spec
 
 
+def _quantization_config(source: str) -> dict | None:
+    """``quantization_config`` from a checkpoint's config, without loading weights."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError):
+        return None  # from_pretrained will report the problem with the model itself
+    return getattr(config, "quantization_config", None)
+
+
 @dataclass
 class HFModel:
     """A loaded causal LM with its tokenizer, ready to score requests."""
@@ -65,6 +76,11 @@ class HFModel:
     batch_size: int = 16
     compression_info: dict | None = None
     """The model directory's ``compression.json`` (how it was compressed), if any."""
+    quantization_config: dict | None = None
+    """transformers' ``quantization_config`` of a pre-quantized checkpoint, if any."""
+    base_model: str | None = None
+    """The dense model this one was compressed from, when no compression.json says so
+    (a pre-quantized hub checkpoint): set by ``compsafe eval --base-model``."""
 
     @classmethod
     def load(
@@ -84,14 +100,25 @@ class HFModel:
             configure_cpu_threads()
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+            quantized = _quantization_config(source) is not None
+            # A pre-quantized checkpoint (GPTQ, AWQ, bitsandbytes) loads through transformers'
+            # own integration, placed at load time: bitsandbytes models refuse ``.to()``.
+            placement = {"device_map": {"": str(dev)}} if quantized else {}
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **placement)
         except OSError as e:
             raise ModelLoadError(f"cannot load model {spec!r} (tried {source}): {e}") from e
-        model.to(dev).eval()
+        except ImportError as e:  # a quantized checkpoint whose backend is not installed
+            raise ModelLoadError(f"cannot load model {spec!r}: {e}") from e
+        if not quantized:
+            model.to(dev)
+        model.eval()
         if batch_size is None:
             batch_size = 64 if dev.type == "cuda" else 16
         info = read_compression_info(source) if Path(source).is_dir() else None
-        return cls(model, tokenizer, name, source, batch_size, info)
+        qconfig = getattr(model.config, "quantization_config", None)
+        if qconfig is not None and not isinstance(qconfig, dict):
+            qconfig = qconfig.to_dict()
+        return cls(model, tokenizer, name, source, batch_size, info, qconfig)
 
     @property
     def device(self) -> torch.device:

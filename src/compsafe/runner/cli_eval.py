@@ -64,6 +64,7 @@ def run_eval(args) -> int:
 
     model = HFModel.load(args.model, device=args.device, dtype=args.dtype,
                          batch_size=args.batch_size)
+    model.base_model = args.base_model
     fingerprint = model.fingerprint()
     log.info("model %s (%s) on %s, fingerprint %s", model.name, model.source, model.device,
              fingerprint)

@@ -110,10 +110,12 @@ def evaluate_task(
     prompt = task.options.prompt.to_dict()
     key = run_key(fingerprint, task.name, task.version, config, prompt, __version__)
     examples = task.examples()
-    lineage = Lineage.of(model.name, fingerprint, getattr(model, "compression_info", None))
+    lineage = Lineage.of(model.name, fingerprint, getattr(model, "compression_info", None),
+                         getattr(model, "quantization_config", None),
+                         getattr(model, "base_model", None))
     status = store.start_run(key, model.name, fingerprint, task.name, task.version,
                              {"task": config, "prompt": prompt}, __version__,
-                             lineage=lineage.columns())
+                             lineage=lineage.columns() if lineage else None)
     done = store.done_item_ids(key) if status != "done" else {e.id for e in examples}
     todo = [e for e in examples if e.id not in done]
     if status == "done":
