@@ -353,6 +353,36 @@ def test_bf16_forwards_keep_fp32_statistics_and_exact_sparsity(tiny_tied_llama, 
         assert same_mask > 0.97, name
 
 
+def test_saved_in_the_source_dtype_with_exact_sparsity(tiny_tied_llama, calib_file, tmp_path):
+    """A bf16 checkpoint is saved in bf16 (not doubled to fp32), pruned exactly."""
+    from safetensors import safe_open
+
+    src = tmp_path / "tiny-bf16"
+    AutoModelForCausalLM.from_pretrained(tiny_tied_llama, dtype=torch.bfloat16).save_pretrained(
+        src)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (src / f).write_bytes((tiny_tied_llama / f).read_bytes())
+    out, info = compress(src, spec_for(calib_file, method="wanda", sparsity=0.5), tmp_path)
+    assert info["dtype"] == "bfloat16"
+    with safe_open(out / "model.safetensors", "pt") as f:
+        w = f.get_tensor("model.layers.1.mlp.down_proj.weight")
+    assert w.dtype == torch.bfloat16
+    assert ((w == 0).sum(1) == w.shape[1] // 2).all()  # per-row groups, exactly half
+
+
+def test_cast_for_saving_never_turns_a_kept_weight_into_a_zero():
+    from compsafe.compress.run import cast_for_saving
+
+    layer = nn.Linear(4, 2, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.0, 1e-10, 0.5, 0.0], [0.0, -1e-12, 0.0, 2.0]]))
+    model = nn.Sequential(layer)
+    cast_for_saving(model, {"0": layer}, torch.float16, pruned=True)
+    w = layer.weight
+    assert w.dtype == torch.float16 and (w == 0).sum() == 4  # only the pruned zeros
+    assert w[0, 1] > 0 and w[1, 1] < 0
+
+
 def test_auto_forward_dtype_follows_the_hardware():
     from compsafe.compress.run import resolve_forward_dtype
     from compsafe.models.device import fast_bf16

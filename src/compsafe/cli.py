@@ -168,6 +168,10 @@ def _add_compress(sub) -> None:
                    help="precision of the calibration forward passes (autocast; weights and "
                         "statistics stay float32). auto: bfloat16 on CUDA and on CPUs with "
                         "AMX/AVX512-BF16, else float32; recorded in compression.json")
+    g.add_argument("--save-dtype", default="source",
+                   choices=["source", "float32", "bfloat16", "float16"],
+                   help="dtype of the saved weights (default: the source checkpoint's own; "
+                        "compression itself always runs in float32)")
     g.add_argument("--skip", default="lm_head",
                    help="comma-separated module names never compressed (default lm_head; "
                         "matched on whole dotted name components)")

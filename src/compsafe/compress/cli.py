@@ -35,7 +35,8 @@ def spec_from_args(args) -> CompressionSpec:
         method=args.method, sparsity=args.sparsity, structure=args.structure, bits=args.bits,
         group_size=args.group_size, symmetric=args.symmetric, act_order=args.act_order,
         damp=args.damp, calibration=calibration, skip=skip,
-        forward_dtype=getattr(args, "forward_dtype", "auto"))
+        forward_dtype=getattr(args, "forward_dtype", "auto"),
+        save_dtype=getattr(args, "save_dtype", "source"))
 
 
 def _gb(n: int) -> str:

@@ -41,6 +41,7 @@ from compsafe.compress.save import (
     save_model_dir,
     versions,
 )
+from compsafe.compress.sparsegpt import keep_nonzero_cast
 from compsafe.compress.spec import BNB_METHODS, CompressionSpec
 from compsafe.compress.stats import get_weight, in_features
 from compsafe.errors import CompsafeError
@@ -114,6 +115,34 @@ def resolve_forward_dtype(requested: str, device: torch.device) -> str:
     return "bfloat16" if fast_bf16(device) else "float32"
 
 
+def resolve_save_dtype(requested: str, source: str) -> str:
+    """``requested``, or for ``source`` the checkpoint's own floating dtype (float32 when
+    its config does not say, or says something that is not a float type)."""
+    if requested != "source":
+        return requested
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source)
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    name = str(dtype).removeprefix("torch.") if dtype is not None else "float32"
+    return name if name in DTYPES else "float32"
+
+
+def cast_for_saving(model: torch.nn.Module, targets: dict, dtype: torch.dtype,
+                    pruned: bool) -> None:
+    """Cast the model to ``dtype`` in place; in pruned layers a kept weight too small
+    for ``dtype`` becomes its smallest subnormal instead of zero, so the achieved
+    sparsity stays the target."""
+    if dtype == torch.float32:
+        return
+    with torch.no_grad():
+        for module in targets.values():
+            w = module.weight.data
+            module.weight.data = (keep_nonzero_cast(w, w == 0, dtype) if pruned
+                                  else w.to(dtype))
+        model.to(dtype)
+
+
 def compress_model(model_spec: str, spec: CompressionSpec, out_dir: str | Path,
                    device: str | None = None, data_dir: str | Path | None = None,
                    progress: bool = True, overwrite: bool = False, batch_size: int = 8) -> dict:
@@ -173,6 +202,8 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
             hf.model, spec, tokens, dev, grads, batch_size=batch_size, progress=progress,
             forward_dtype=DTYPES[forward_dtype or "float32"])
     times["compress_s"] = time.perf_counter() - t
+    save_dtype = resolve_save_dtype(spec.save_dtype, hf.source)
+    cast_for_saving(hf.model, targets, DTYPES[save_dtype], spec.is_pruning)
     phase_peak = peak_memory(dev)
     for name, rep in per_layer.items():  # count zeros in the weights as they will be saved
         w = get_weight(targets[name])
@@ -184,7 +215,7 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
         "method": spec.method, "target_sparsity": spec.target_sparsity,
         "source_model": {"spec": model_spec, "name": hf.name, "path": hf.source,
                          "fingerprint": fingerprint},
-        "calibration": calib, "device": str(dev), "dtype": "float32",
+        "calibration": calib, "device": str(dev), "dtype": save_dtype,
         "forward_dtype": forward_dtype,
         "summary": _summary(spec, per_layer), "per_layer": per_layer,
         "times": times, "wall_time_s": time.perf_counter() - t0,

@@ -54,7 +54,7 @@ def _inverse_cholesky(hessian: Tensor, damp: float, shape: tuple) -> Tensor:
     return upper
 
 
-def _to_dtype_keep_nonzero(w: Tensor, mask: Tensor, dtype: torch.dtype) -> Tensor:
+def keep_nonzero_cast(w: Tensor, mask: Tensor, dtype: torch.dtype) -> Tensor:
     """Cast to ``dtype``; kept weights that underflow to 0 become the smallest subnormal."""
     out = w.to(dtype)
     lost = (out == 0) & (w != 0) & ~mask
@@ -139,4 +139,4 @@ def sparsegpt_prune(
         w[:, i2:].sub_(err1 @ hinv[i1:i2, i2:])
 
     w.masked_fill_(mask, 0)  # exact zeros, whatever rounding the updates left behind
-    return _to_dtype_keep_nonzero(w, mask, weight.dtype)
+    return keep_nonzero_cast(w, mask, weight.dtype)

@@ -26,6 +26,7 @@ BNB_METHODS = ("llm_int8", "nf4")
 METHODS = ("dense", *PRUNING_METHODS, *QUANT_METHODS)
 CALIBRATION_SOURCES = ("wikitext2", "c4")
 FORWARD_DTYPES = ("auto", "float32", "bfloat16", "float16")
+SAVE_DTYPES = ("source", "float32", "bfloat16", "float16")
 
 
 class SpecError(CompsafeError):
@@ -73,6 +74,9 @@ class CompressionSpec:
     # The resolved choice is recorded in compression.json; name one for bit-identical
     # results across machines.
     forward_dtype: str = "auto"
+    # dtype of the saved weights: "source" keeps the checkpoint's own (a bf16 model stays
+    # bf16 on disk; pruned zeros stay zero and kept weights never underflow to zero).
+    save_dtype: str = "source"
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -88,6 +92,9 @@ class CompressionSpec:
                 raise SpecError(f"--group-size must be positive, got {self.group_size}")
         if not 0 <= self.damp < 1:
             raise SpecError(f"damping must be in [0, 1), got {self.damp}")
+        if self.save_dtype not in SAVE_DTYPES:
+            raise SpecError(f"--save-dtype must be one of {', '.join(SAVE_DTYPES)}, "
+                            f"got {self.save_dtype!r}")
         if self.forward_dtype not in FORWARD_DTYPES:
             raise SpecError(f"--forward-dtype must be one of {', '.join(FORWARD_DTYPES)}, "
                             f"got {self.forward_dtype!r}")
