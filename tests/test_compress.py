@@ -447,6 +447,8 @@ def test_c4_shard_documents(embedded_tokenizer, calib_file, tmp_path):
     (["--method", "wanda", "--sparsity", "0.5", "--structure", "2:4"], "not both"),
     (["--method", "wanda"], "--sparsity"),
     (["--method", "wanda", "--sparsity", "0.5", "--nsamples", "0"], "nsamples"),
+    (["--method", "wanda", "--sparsity", "0.5", "--batch-size", "0"], "--batch-size"),
+    (["--method", "llm_int8", "--bits", "8"], "drop --bits"),
 ])
 def test_cli_bad_values_one_line_exit_2(args, needle, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(HFModel, "load", classmethod(lambda *a, **k: pytest.fail("loaded")))

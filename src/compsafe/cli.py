@@ -180,6 +180,9 @@ def _add_compress(sub) -> None:
     p.add_argument("--device", default=None,
                    help="where each block is compressed: cpu, cuda, cuda:1 (default: CUDA if "
                         "present); the model itself stays in CPU memory")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="calibration windows per block forward pass (default 8; larger is "
+                        "faster on a GPU with memory to spare)")
     p.set_defaults(func=_run_compress)
 
 

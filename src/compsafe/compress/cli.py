@@ -45,11 +45,13 @@ def _gb(n: int) -> str:
 
 def run_compress(args) -> int:
     spec = spec_from_args(args)
+    if args.batch_size <= 0:
+        raise CompsafeError(f"--batch-size must be positive, got {args.batch_size}")
     from compsafe.compress.run import compress_model  # imports torch: only after the checks
 
     info = compress_model(args.model, spec, args.out, device=args.device,
                           data_dir=args.data_dir, progress=not args.quiet,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, batch_size=args.batch_size)
     summary = info.get("summary", {})
     if "sparsity" in summary:
         what = (f"sparsity {summary['sparsity']:.5f}, per layer "
