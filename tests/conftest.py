@@ -66,3 +66,13 @@ def tiny_model_dir(tmp_path_factory, request) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """``full`` tests (minutes each on 2 cores) run only with COMPSAFE_FULL_TESTS=1."""
+    if os.environ.get("COMPSAFE_FULL_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="minutes on a 2-core CPU; set COMPSAFE_FULL_TESTS=1")
+    for item in items:
+        if "full" in item.keywords:
+            item.add_marker(skip)
