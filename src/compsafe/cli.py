@@ -217,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_data(sub)
     # Subcommands defined in their own packages register themselves here.
+    from compsafe.report.cli_compare import register as add_compare_and_gate
+
+    add_compare_and_gate(sub)
+
     return parser
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from compsafe.metrics.stats import Columns, bootstrap_ci, stable_seed
+from compsafe.metrics.defs import MetricDef, rows_of, safe_div, stratum
+from compsafe.metrics.stats import Columns, stable_seed
 from compsafe.types import MetricRow
 
 
@@ -60,6 +61,52 @@ def _macro(c: Columns) -> float | None:
     return macro_mean(c["value"], c["unit"])
 
 
+def _micro_batch(c: Columns) -> np.ndarray:
+    return np.asarray(c["value"], dtype=float).mean(axis=-1)
+
+
+def _macro_batch(c: Columns) -> np.ndarray:
+    """macro_mean per replicate row: per-unit sums and counts by one bincount over
+    (row, unit) cells, then the mean over the units present in each row."""
+    values, unit = np.asarray(c["value"], dtype=float), np.asarray(c["unit"], dtype=np.int64)
+    rows, n_units = values.shape[0], int(unit.max()) + 1
+    cell = (np.arange(rows)[:, None] * n_units + unit).ravel()
+    counts = np.bincount(cell, minlength=rows * n_units).reshape(rows, n_units)
+    sums = np.bincount(cell, values.ravel(), rows * n_units).reshape(rows, n_units)
+    return np.nanmean(safe_div(sums, counts), axis=-1)
+
+
+def _value(c: Columns) -> np.ndarray:
+    return c["value"]
+
+
+def accuracy_defs(
+    subset: str,
+    group: str,
+    values: np.ndarray,
+    unit: np.ndarray | None = None,
+    metric: str = "acc",
+    seed: int = 0,
+    ids=None,
+) -> list[MetricDef]:
+    """Definitions of ``metric`` (micro mean) and, with ``unit``, ``<metric>_macro``.
+
+    When every value is 0 or 1 (correctness), the micro mean is marked ``binary`` so a
+    paired comparison can use McNemar's test.
+    """
+    cols = {"value": np.asarray(values, dtype=np.float64)}
+    binary = _value if np.isin(cols["value"], (0.0, 1.0)).all() else None
+    specs = [(metric, _micro, _micro_batch, binary)]
+    if unit is not None:
+        cols["unit"] = np.asarray(unit, dtype=np.int64)
+        specs.append((f"{metric}_macro", _macro, _macro_batch, None))
+    n = len(cols["value"])
+    st = stratum(ids, cols)
+    return [MetricDef(subset, group, name, (st,), stat, stable_seed(seed, subset, group, name),
+                      n, batch=batch, binary=bin_)
+            for name, stat, batch, bin_ in specs]
+
+
 def accuracy_rows(
     subset: str,
     group: str,
@@ -75,18 +122,4 @@ def accuracy_rows(
     items (not subjects), so the macro interval reflects item noise within the fixed subjects.
     ``n`` is the number of items.
     """
-    cols = {"value": np.asarray(values, dtype=np.float64)}
-    specs = [(metric, _micro)]
-    if unit is not None:
-        cols["unit"] = np.asarray(unit, dtype=np.int64)
-        specs.append((f"{metric}_macro", _macro))
-    n = len(cols["value"])
-    rows = []
-    for name, stat in specs:
-        value = stat(cols) if n else None
-        lo, hi = (None, None)
-        if value is not None:
-            lo, hi = bootstrap_ci(cols, stat, n_boot=n_boot,
-                                  seed=stable_seed(seed, subset, group, name))
-        rows.append(MetricRow(subset, group, name, value, n, lo, hi))
-    return rows
+    return rows_of(accuracy_defs(subset, group, values, unit, metric, seed), n_boot)

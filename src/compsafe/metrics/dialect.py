@@ -25,25 +25,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from compsafe.metrics.defs import MetricDef, rows_of, safe_div, stratum
 from compsafe.metrics.perplexity import UNITS, weighted_ppl
-from compsafe.metrics.stats import Columns, bootstrap_ci, percentile_interval, stable_seed
+from compsafe.metrics.stats import (  # noqa: F401  (re-exported: it used to live here)
+    Columns,
+    stable_seed,
+    two_sample_bootstrap_ci,
+)
 from compsafe.types import MetricRow
-
-
-def two_sample_bootstrap_ci(a: Columns, b: Columns, statistic: Callable[[Columns, Columns], float],
-                            n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
-                            ) -> tuple[float | None, float | None]:
-    """Percentile CI of ``statistic(a, b)`` resampling a's and b's items independently."""
-    na, nb = len(next(iter(a.values()))), len(next(iter(b.values())))
-    if na == 0 or nb == 0 or n_boot <= 0:
-        return None, None
-    rng = np.random.default_rng(seed)
-
-    def replicate():
-        ia, ib = rng.integers(0, na, na), rng.integers(0, nb, nb)
-        return statistic({k: x[ia] for k, x in a.items()}, {k: x[ib] for k, x in b.items()})
-
-    return percentile_interval((replicate() for _ in range(n_boot)), alpha)
 
 
 def _ratio(pa, pb):
@@ -59,24 +48,69 @@ def _names(a: str, b: str, unit_metric: str) -> tuple[str, str]:
     return f"{prefix}ppl_ratio_{a}_over_{b}", f"{prefix}ppl_gap"
 
 
-def gap_rows(subset: str, a: str, b: str, cols_a: Columns, cols_b: Columns,
-             n_boot: int = 1000, seed: int = 0) -> list[MetricRow]:
-    """Ratio and difference of a's and b's perplexities (independent corpora)."""
-    cols_a = {k: np.asarray(v, dtype=float) for k, v in cols_a.items()}
-    cols_b = {k: np.asarray(v, dtype=float) for k, v in cols_b.items()}
-    n = len(cols_a["logprob"]) + len(cols_b["logprob"])
-    rows = []
+def _ppl(logprob: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """weighted_ppl over the last axis (NaN where nothing was counted)."""
+    return np.exp(-safe_div(logprob.sum(axis=-1), count.sum(axis=-1)))
+
+
+_BATCH_OPS = (np.divide, np.subtract)  # ratio, gap
+
+
+def gap_defs(subset: str, a: str, b: str, cols_a: Columns, cols_b: Columns, seed: int = 0,
+             ids_a=None, ids_b=None) -> list[MetricDef]:
+    """Ratio and difference of a's and b's perplexities: two strata (independent corpora)."""
+    sa = stratum(ids_a, {k: np.asarray(v, dtype=float) for k, v in cols_a.items()})
+    sb = stratum(ids_b, {k: np.asarray(v, dtype=float) for k, v in cols_b.items()})
+    defs = []
     for metric, count in UNITS.items():
-        for name, op in zip(_names(a, b, metric), (_ratio, _diff), strict=True):
+        for name, op, bop in zip(_names(a, b, metric), (_ratio, _diff), _BATCH_OPS,
+                                 strict=True):
             def stat(x, y, op=op, count=count):
                 return op(weighted_ppl(x["logprob"], x[count]),
                           weighted_ppl(y["logprob"], y[count]))
-            value = stat(cols_a, cols_b) if len(cols_a["logprob"]) and len(cols_b["logprob"]) \
-                else None
-            lo, hi = (None, None) if value is None else two_sample_bootstrap_ci(
-                cols_a, cols_b, stat, n_boot, stable_seed(seed, "gap", subset, name))
-            rows.append(MetricRow(subset, "all", name, value, n, lo, hi))
-    return rows
+
+            def batch(x, y, bop=bop, count=count):
+                return bop(_ppl(x["logprob"], x[count]), _ppl(y["logprob"], y[count]))
+            defs.append(MetricDef(subset, "all", name, (sa, sb), stat,
+                                  stable_seed(seed, "gap", subset, name), sa.n + sb.n,
+                                  batch=batch))
+    return defs
+
+
+def gap_rows(subset: str, a: str, b: str, cols_a: Columns, cols_b: Columns,
+             n_boot: int = 1000, seed: int = 0) -> list[MetricRow]:
+    """Ratio and difference of a's and b's perplexities (independent corpora)."""
+    return rows_of(gap_defs(subset, a, b, cols_a, cols_b, seed), n_boot)
+
+
+def paired_defs(subset: str, a: str, b: str, cols: Columns, seed: int = 0, ids=None
+                ) -> list[MetricDef]:
+    """Gap definitions and paired log-likelihood differences over pairs (one stratum).
+
+    ``cols`` has ``{a,b}_logprob``, ``{a,b}_n_tokens``, ``{a,b}_n_words``, ``{a,b}_n_bytes``.
+    """
+    st = stratum(ids, {k: np.asarray(v, dtype=float) for k, v in cols.items()})
+    stats: list[tuple[str, Callable[[Columns], float | None], Callable]] = []
+    for metric, count in UNITS.items():
+        def ppl(c, side, count=count):
+            return weighted_ppl(c[f"{side}_logprob"], c[f"{side}_{count}"])
+
+        def bppl(c, side, count=count):
+            return _ppl(c[f"{side}_logprob"], c[f"{side}_{count}"])
+        ratio, gap = _names(a, b, metric)
+        stats.append((ratio, lambda c, ppl=ppl: _ratio(ppl(c, a), ppl(c, b)),
+                      lambda c, f=bppl: f(c, a) / f(c, b)))
+        stats.append((gap, lambda c, ppl=ppl: _diff(ppl(c, a), ppl(c, b)),
+                      lambda c, f=bppl: f(c, a) - f(c, b)))
+    stats.append(("pair_logprob_diff",
+                  lambda c: float(np.mean(c[f"{a}_logprob"] - c[f"{b}_logprob"])),
+                  lambda c: (c[f"{a}_logprob"] - c[f"{b}_logprob"]).mean(axis=-1)))
+    def per_token(c):
+        return c[f"{a}_logprob"] / c[f"{a}_n_tokens"] - c[f"{b}_logprob"] / c[f"{b}_n_tokens"]
+    stats.append(("pair_logprob_diff_per_token", lambda c: float(np.mean(per_token(c))),
+                  lambda c: per_token(c).mean(axis=-1)))
+    return [MetricDef(subset, "all", name, (st,), stat, stable_seed(seed, "pairs", subset, name),
+                      st.n, batch=batch) for name, stat, batch in stats]
 
 
 def paired_rows(subset: str, a: str, b: str, cols: Columns, n_boot: int = 1000, seed: int = 0
@@ -85,24 +119,4 @@ def paired_rows(subset: str, a: str, b: str, cols: Columns, n_boot: int = 1000, 
 
     ``cols`` has ``{a,b}_logprob``, ``{a,b}_n_tokens``, ``{a,b}_n_words``, ``{a,b}_n_bytes``.
     """
-    cols = {k: np.asarray(v, dtype=float) for k, v in cols.items()}
-    n = len(cols[f"{a}_logprob"])
-    stats: list[tuple[str, Callable[[Columns], float | None]]] = []
-    for metric, count in UNITS.items():
-        def ppl(c, side, count=count):
-            return weighted_ppl(c[f"{side}_logprob"], c[f"{side}_{count}"])
-        ratio, gap = _names(a, b, metric)
-        stats.append((ratio, lambda c, ppl=ppl: _ratio(ppl(c, a), ppl(c, b))))
-        stats.append((gap, lambda c, ppl=ppl: _diff(ppl(c, a), ppl(c, b))))
-    stats.append(("pair_logprob_diff",
-                  lambda c: float(np.mean(c[f"{a}_logprob"] - c[f"{b}_logprob"]))))
-    stats.append(("pair_logprob_diff_per_token",
-                  lambda c: float(np.mean(c[f"{a}_logprob"] / c[f"{a}_n_tokens"]
-                                          - c[f"{b}_logprob"] / c[f"{b}_n_tokens"]))))
-    rows = []
-    for name, stat in stats:
-        value = stat(cols) if n else None
-        lo, hi = (None, None) if value is None else bootstrap_ci(
-            cols, stat, n_boot, stable_seed(seed, "pairs", subset, name))
-        rows.append(MetricRow(subset, "all", name, value, n, lo, hi))
-    return rows
+    return rows_of(paired_defs(subset, a, b, cols, seed), n_boot)

@@ -25,7 +25,8 @@ import re
 
 import numpy as np
 
-from compsafe.metrics.stats import Columns, bootstrap_ci, stable_seed
+from compsafe.metrics.defs import Def, MetricDef, rows_of, safe_div, stratum
+from compsafe.metrics.stats import Columns, stable_seed
 from compsafe.types import MetricRow
 
 UNITS = {"token_ppl": "n_tokens", "word_ppl": "n_words", "byte_ppl": "n_bytes"}
@@ -60,22 +61,30 @@ def document_stats(cols: Columns) -> dict[str, float | None]:
     return out
 
 
-def _row(subset: str, metric: str, cols: Columns, stat, n_boot: int, seed: int,
-         key: str = "ppl") -> MetricRow:
-    n = len(next(iter(cols.values()))) if cols else 0
-    value = stat(cols) if n else None
-    lo = hi = None
-    if value is not None:
-        lo, hi = bootstrap_ci(cols, stat, n_boot, stable_seed(seed, key, subset, metric))
-    return MetricRow(subset, "all", metric, value, n, lo, hi)
+def _ppl_batch(count: str):
+    def batch(c: Columns) -> np.ndarray:
+        return np.exp(-safe_div(c["logprob"].sum(axis=-1), c[count].sum(axis=-1)))
+    return batch
+
+
+def _bpb_batch(c: Columns) -> np.ndarray:
+    return -safe_div(c["logprob"].sum(axis=-1), c["n_bytes"].sum(axis=-1)) / math.log(2)
+
+
+def document_defs(subset: str, cols: Columns, seed: int = 0, ids=None) -> list[MetricDef]:
+    """Definitions of token_ppl, word_ppl, byte_ppl and bits_per_byte over documents."""
+    st = stratum(ids, {k: np.asarray(v, dtype=float) for k, v in cols.items()})
+    batches = {**{m: _ppl_batch(c) for m, c in UNITS.items()}, "bits_per_byte": _bpb_batch}
+    return [MetricDef(subset, "all", metric, (st,),
+                      lambda c, m=metric: document_stats(c)[m],
+                      stable_seed(seed, "ppl", subset, metric), st.n, batch=batches[metric])
+            for metric in (*UNITS, "bits_per_byte")]
 
 
 def document_rows(subset: str, cols: Columns, n_boot: int = 1000, seed: int = 0
                   ) -> list[MetricRow]:
     """token_ppl, word_ppl, byte_ppl and bits_per_byte with CIs over documents."""
-    cols = {k: np.asarray(v, dtype=float) for k, v in cols.items()}
-    return [_row(subset, metric, cols, lambda c, m=metric: document_stats(c)[m], n_boot, seed)
-            for metric in (*UNITS, "bits_per_byte")]
+    return rows_of(document_defs(subset, cols, seed), n_boot)
 
 
 def window_ppl(window_nll, window_weight) -> float | None:
@@ -84,12 +93,24 @@ def window_ppl(window_nll, window_weight) -> float | None:
     return math.exp(float(np.dot(window_nll, k)) / k.sum()) if k.sum() > 0 else None
 
 
+def _window_batch(c: Columns) -> np.ndarray:
+    return np.exp(safe_div((c["m"] * c["k"]).sum(axis=-1), c["k"].sum(axis=-1)))
+
+
+def window_defs(subset: str, window_nll, window_weight, seed: int = 0, ids=None) -> list[Def]:
+    """token_ppl of a window protocol over windows (``ids``: one per window), and the
+    window count (bookkeeping)."""
+    st = stratum(ids, {"m": np.asarray(window_nll, dtype=float),
+                       "k": np.asarray(window_weight, dtype=float)})
+    return [MetricDef(subset, "all", "token_ppl", (st,), lambda c: window_ppl(c["m"], c["k"]),
+                      stable_seed(seed, "ppl", subset, "token_ppl"), st.n, batch=_window_batch),
+            MetricRow(subset, "all", "n_windows", float(st.n), st.n)]
+
+
 def window_rows(subset: str, window_nll, window_weight, n_boot: int = 1000, seed: int = 0
                 ) -> list[MetricRow]:
     """token_ppl of a window protocol with a CI over windows, and the window count."""
-    cols = {"m": np.asarray(window_nll, dtype=float), "k": np.asarray(window_weight, dtype=float)}
-    row = _row(subset, "token_ppl", cols, lambda c: window_ppl(c["m"], c["k"]), n_boot, seed)
-    return [row, MetricRow(subset, "all", "n_windows", float(len(cols["m"])), len(cols["m"]))]
+    return rows_of(window_defs(subset, window_nll, window_weight, seed), n_boot)
 
 
 def count_rows(subset: str, counts: dict[str, int], n: int) -> list[MetricRow]:

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from compsafe.metrics.degeneration import group_index, metric_row
+from compsafe.metrics.defs import Def, rows_of, safe_div, stratum
+from compsafe.metrics.degeneration import group_index, metric_def
 from compsafe.metrics.stats import Columns
 from compsafe.types import MetricRow
 
@@ -43,17 +44,20 @@ def perplexity(nll: np.ndarray, n_tokens: np.ndarray, weighting: str = "token") 
     return float(np.exp(mean_nll))
 
 
-def prompt_perplexity_rows(
+def _batch(weighting: str):
+    """``perplexity`` over replicate rows (columns of shape (B, prompts))."""
+    if weighting == "token":
+        return lambda c: np.exp(safe_div(c["nll"].sum(axis=-1), c["n_tokens"].sum(axis=-1)))
+    return lambda c: np.exp((c["nll"] / c["n_tokens"]).mean(axis=-1))
+
+
+def prompt_perplexity_defs(
     records: Sequence[Mapping[str, Any]],
     subset: str,
     weighting: str = "token",
-    n_boot: int = 1000,
     seed: int = 0,
-) -> list[MetricRow]:
-    """``prompt_perplexity`` and ``n_failed`` for "all", every group and every subgroup.
-
-    Records sharing a ``prompt_id`` (a prompt scored in pieces) are summed into one prompt.
-    """
+) -> list[Def]:
+    """Definitions of ``prompt_perplexity_rows``' rows over prompt ids, and n_failed rows."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be 'token' or 'prompt', got {weighting!r}")
     nll = np.zeros(len(records))
@@ -68,14 +72,28 @@ def prompt_perplexity_rows(
     def stat(c: Columns) -> float | None:
         return perplexity(c["nll"], c["n_tokens"], weighting)
 
-    rows = []
+    defs: list[Def] = []
     for group, idx in group_index(records).items():
         ok = idx[valid[idx]]
-        _, inv = np.unique(pids[ok], return_inverse=True)
+        uniq, inv = np.unique(pids[ok], return_inverse=True)
         n_prompts = int(inv.max()) + 1 if len(inv) else 0
         cols = {"nll": np.bincount(inv, weights=nll[ok], minlength=n_prompts),
                 "n_tokens": np.bincount(inv, weights=tokens[ok], minlength=n_prompts)}
-        rows.append(metric_row(subset, group, "prompt_perplexity", cols, stat, n_prompts,
-                               n_boot, seed))
-        rows.append(MetricRow(subset, group, "n_failed", float(len(idx) - len(ok)), len(idx)))
-    return rows
+        defs.append(metric_def(subset, group, "prompt_perplexity", stratum(uniq, cols), stat,
+                               n_prompts, seed, _batch(weighting)))
+        defs.append(MetricRow(subset, group, "n_failed", float(len(idx) - len(ok)), len(idx)))
+    return defs
+
+
+def prompt_perplexity_rows(
+    records: Sequence[Mapping[str, Any]],
+    subset: str,
+    weighting: str = "token",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[MetricRow]:
+    """``prompt_perplexity`` and ``n_failed`` for "all", every group and every subgroup.
+
+    Records sharing a ``prompt_id`` (a prompt scored in pieces) are summed into one prompt.
+    """
+    return rows_of(prompt_perplexity_defs(records, subset, weighting, seed), n_boot)

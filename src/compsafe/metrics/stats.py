@@ -53,6 +53,22 @@ def bootstrap_ci(
     return percentile_interval(replicates, alpha)
 
 
+def two_sample_bootstrap_ci(a: Columns, b: Columns, statistic: Callable[[Columns, Columns], float],
+                            n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+                            ) -> tuple[float | None, float | None]:
+    """Percentile CI of ``statistic(a, b)`` resampling a's and b's items independently."""
+    na, nb = len(next(iter(a.values()))), len(next(iter(b.values())))
+    if na == 0 or nb == 0 or n_boot <= 0:
+        return None, None
+    rng = np.random.default_rng(seed)
+
+    def replicate():
+        ia, ib = rng.integers(0, na, na), rng.integers(0, nb, nb)
+        return statistic({k: x[ia] for k, x in a.items()}, {k: x[ib] for k, x in b.items()})
+
+    return percentile_interval((replicate() for _ in range(n_boot)), alpha)
+
+
 def percentile_interval(replicates, alpha: float = 0.05) -> tuple[float | None, float | None]:
     """The (alpha/2, 1 - alpha/2) quantiles of the defined bootstrap replicates."""
     values = [float(v) for v in replicates if is_defined(v)]

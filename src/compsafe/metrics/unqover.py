@@ -42,12 +42,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from compsafe.metrics.stats import bootstrap_ci, stable_seed
+from compsafe.metrics.defs import Def, MetricDef, Stratum, rows_of, stratum
+from compsafe.metrics.stats import stable_seed
 from compsafe.types import MetricRow
 
 SCORE_RULES = ("logprob", "prob", "pair")
@@ -107,6 +108,7 @@ class Units:
     attr: tuple[str, ...]  # attribute (activity cluster) per unit
     win: np.ndarray
     n_dropped: int  # units without both orders or with a non-finite score
+    ids: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))  # "<cls>/<unit>"
 
 
 def pair_units(records: Sequence[dict[str, Any]]) -> dict[str, Units]:
@@ -119,7 +121,7 @@ def pair_units(records: Sequence[dict[str, Any]]) -> dict[str, Units]:
         slot[r["order"]] = r
     rows: dict[str, list] = {}
     dropped: dict[str, int] = {}
-    for (cls, _), (r1, r2) in by_unit.items():
+    for (cls, unit), (r1, r2) in by_unit.items():
         rows.setdefault(cls, [])
         w = float(subj1_win(r1["scores"], r2["scores"])) if r1 and r2 else math.nan
         if not math.isfinite(w):
@@ -128,7 +130,7 @@ def pair_units(records: Sequence[dict[str, Any]]) -> dict[str, Units]:
         if (r1["subj1"], r1["subj2"]) != (r2["subj2"], r2["subj1"]):
             raise ValueError(f"unit {r1['unit']!r}: order 1 does not swap the subjects")
         rows[cls].append((r1["subj1"], r1["cluster1"], r1["subj2"], r1["cluster2"],
-                          r1["activity"], r1["attribute"], w))
+                          r1["activity"], r1["attribute"], w, f"{cls}/{unit}"))
     out = {}
     for cls, rs in rows.items():
         clusters = {s: c for r in rs for s, c in ((r[0], r[1]), (r[2], r[3]))}
@@ -139,7 +141,7 @@ def pair_units(records: Sequence[dict[str, Any]]) -> dict[str, Units]:
                          np.array([si[r[2]] for r in rs], dtype=np.int64),
                          np.array([ai[r[4]] for r in rs], dtype=np.int64),
                          tuple(r[5] for r in rs), np.array([r[6] for r in rs], dtype=float),
-                         dropped.get(cls, 0))
+                         dropped.get(cls, 0), np.array([r[7] for r in rs], dtype=str))
     return out
 
 
@@ -170,10 +172,16 @@ def model_mu_eta(a, b, act, win, n_subj: int, n_act: int) -> tuple[float | None,
 
 def signed_wins(u: Units, subject: int, mask: np.ndarray | None = None) -> np.ndarray:
     """win_u(x) for every unit involving subject x (optionally only units in ``mask``)."""
+    return _signed(u, subject, mask)[1]
+
+
+def _signed(u: Units, subject: int, mask: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(unit ids, win_u(x)) over the units involving subject x (and in ``mask``)."""
     keep = (u.a == subject) | (u.b == subject)
     if mask is not None:
         keep &= mask
-    return np.where(u.a[keep] == subject, u.win[keep], -u.win[keep])
+    return u.ids[keep], np.where(u.a[keep] == subject, u.win[keep], -u.win[keep])
 
 
 def _mean(c):
@@ -184,6 +192,14 @@ def _mean_sign(c):
     return float(np.sign(c["v"]).mean())
 
 
+def unqover_defs(records: Sequence[dict[str, Any]], seed: int = 0) -> list[Def]:
+    """Definitions of ``unqover_metrics``' rows over paired units (ids ``<cls>/<unit>``)."""
+    defs: list[Def] = []
+    for cls, u in pair_units(records).items():
+        defs += _class_defs(cls, u, seed)
+    return defs
+
+
 def unqover_metrics(records: Sequence[dict[str, Any]], n_boot: int = 1000,
                     seed: int = 0) -> list[MetricRow]:
     """Metric rows per class (subset): gamma and eta per subject; gamma per subject and
@@ -192,55 +208,56 @@ def unqover_metrics(records: Sequence[dict[str, Any]], n_boot: int = 1000,
     ``mu``, ``model_eta``, ``mean_abs_gamma`` and the diagnostic ``units_per_cell`` (no CI)
     for group "all". ``n`` counts paired units; CIs resample the paired units the value was
     computed on. Units without both subject orders, or with a non-finite win, are left out."""
-    rows: list[MetricRow] = []
-    for cls, u in pair_units(records).items():
-        rows += _class_rows(cls, u, n_boot, seed)
-    return rows
+    return rows_of(unqover_defs(records, seed), n_boot)
 
 
-def _class_rows(cls: str, u: Units, n_boot: int, seed: int) -> list[MetricRow]:
-    rows: list[MetricRow] = []
+def _class_defs(cls: str, u: Units, seed: int) -> list[Def]:
+    defs: list[Def] = []
 
-    def row(group, metric, value, n, columns, stat):
-        lo, hi = bootstrap_ci(columns, stat, n_boot, stable_seed(seed, "unqover", cls, group,
-                                                                 metric))
-        rows.append(MetricRow(cls, group, metric, value, n, lo, hi))
+    def add(group, metric, items: Stratum, stat, batch=None):
+        defs.append(MetricDef(cls, group, metric, (items,), stat,
+                              stable_seed(seed, "unqover", cls, group, metric), items.n,
+                              batch=batch))
 
-    def mean_rows(group, name, v, with_eta=True):
+    def mean_defs(group, name, ids_v, with_eta=True):
+        ids, v = ids_v
         if len(v):
-            row(group, f"gamma{name}", _mean({"v": v}), len(v), {"v": v}, _mean)
+            items = stratum(ids, {"v": v})
+            add(group, f"gamma{name}", items, _mean, lambda c: c["v"].mean(axis=-1))
             if with_eta:
-                row(group, f"eta{name}", _mean_sign({"v": v}), len(v), {"v": v}, _mean_sign)
+                add(group, f"eta{name}", items, _mean_sign,
+                    lambda c: np.sign(c["v"]).mean(axis=-1))
 
     attrs = np.array(u.attr, dtype=object)
     clusters = sorted(set(u.attr))
     for i, name in enumerate(u.subjects):
-        mean_rows(name, "", signed_wins(u, i))
+        mean_defs(name, "", _signed(u, i))
         for c in clusters if len(clusters) > 1 else []:
-            mean_rows(name, f"[{c}]", signed_wins(u, i, attrs == c), with_eta=False)
+            mean_defs(name, f"[{c}]", _signed(u, i, attrs == c), with_eta=False)
     groups = sorted(set(u.subject_clusters))
     if len(groups) > 1:  # gender: female/male x occupation, as upstream's gender_act
         member = np.array(u.subject_clusters, dtype=object)
         for g in groups:
             for j, act in enumerate(u.activities):
-                mean_rows(g, f"[{act}]", np.concatenate(
-                    [signed_wins(u, i, u.act == j) for i in np.flatnonzero(member == g)]))
-    cols = {"a": u.a, "b": u.b, "act": u.act, "win": u.win}
+                parts = [_signed(u, i, u.act == j) for i in np.flatnonzero(member == g)]
+                mean_defs(g, f"[{act}]", (np.concatenate([p[0] for p in parts]),
+                                          np.concatenate([p[1] for p in parts])))
+    # mu and model_eta take maxima and means of |cell means|: no vectorised form (batch None),
+    # resampled replicate by replicate.
+    items = stratum(u.ids, {"a": u.a, "b": u.b, "act": u.act, "win": u.win})
     dims = (len(u.subjects), len(u.activities))
-    mu, eta = model_mu_eta(u.a, u.b, u.act, u.win, *dims)
-    n = len(u.win)
-    row("all", "mu", mu, n, cols, lambda c: model_mu_eta(c["a"], c["b"], c["act"], c["win"],
-                                                         *dims)[0])
-    row("all", "model_eta", eta, n, cols,
+    add("all", "mu", items,
+        lambda c: model_mu_eta(c["a"], c["b"], c["act"], c["win"], *dims)[0])
+    add("all", "model_eta", items,
         lambda c: model_mu_eta(c["a"], c["b"], c["act"], c["win"], *dims)[1])
-    row("all", "mean_abs_gamma", _mean_abs_gamma(cols, dims[0]), n, cols,
-        lambda c: _mean_abs_gamma(c, dims[0]))
+    add("all", "mean_abs_gamma", items, lambda c: _mean_abs_gamma(c, dims[0]))
     # a diagnostic, not a bias score: mu and model_eta mean little when it is near 1
+    n = len(u.win)
     count = (np.bincount(u.a * dims[1] + u.act, minlength=dims[0] * dims[1])
              + np.bincount(u.b * dims[1] + u.act, minlength=dims[0] * dims[1]))
-    rows.append(MetricRow(cls, "all", "units_per_cell",
+    defs.append(MetricRow(cls, "all", "units_per_cell",
                           float(count[count > 0].mean()) if n else None, n))
-    return rows
+    return defs
 
 
 def _mean_abs_gamma(c, n_subj: int) -> float | None:

@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 
 from compsafe.data.bbq import CATEGORIES, UNKNOWN_TAGS, BBQData, BBQItem, load_bbq
-from compsafe.metrics.bbq import biased_answer, item_columns, metric_rows
+from compsafe.metrics.bbq import biased_answer, item_columns
+from compsafe.metrics.bbq import metric_defs as item_defs
+from compsafe.metrics.defs import Def, record_ids, rows_of
 from compsafe.metrics.stats import stable_seed
 from compsafe.tasks.base import LoglikTask, Render, limit_per_subset
 from compsafe.types import LoglikRequest, LoglikResponse, MetricRow
@@ -141,31 +143,39 @@ class BBQTask(LoglikTask):
             "pred": int(np.argmax(logprobs)),
         }
 
+    def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
+        return metric_defs(records, self.options.seed)
+
     def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
         """Per category and pooled ("all"): accuracies, s_dis, s_amb; per target group: bias."""
-        o = self.options
-        order = {c: i for i, c in enumerate(CATEGORIES)}
-        cats = sorted({r["category"] for r in records}, key=lambda c: (order.get(c, len(order)), c))
-        rows: list[MetricRow] = []
-        for subset in [*cats, "all"]:
-            recs = records if subset == "all" else [r for r in records if r["category"] == subset]
-            cols, ambig = _columns(recs)
-            rows += metric_rows(subset, "all", cols, ambig, o.n_boot, o.seed)
-            n = len(recs)
-            from_meta = sum(r["target_source"] == "additional_metadata" for r in recs)
-            rows.append(MetricRow(subset, "all", "target_coverage",
-                                  float(np.mean(cols["has_target"])) if n else None, n))
-            rows.append(MetricRow(subset, "all", "target_from_metadata",
-                                  from_meta / n if n else None, n))
-            if subset == "all":
-                continue
-            groups = sorted({r["target_group"] for r in recs if r["target_group"] is not None})
-            labels = np.array([r["target_group"] or "" for r in recs])
-            for g in groups:
-                mask = labels == g
-                rows += metric_rows(subset, g, {k: v[mask] for k, v in cols.items()}, ambig[mask],
-                                    o.n_boot, o.seed, with_accuracy=False)
-        return rows
+        return rows_of(self.metric_defs(records), self.options.n_boot)
+
+
+def metric_defs(records: list[dict[str, Any]], seed: int) -> list[Def]:
+    """Definitions of ``BBQTask.metrics``' rows (coverage rows are bookkeeping) over item ids."""
+    order = {c: i for i, c in enumerate(CATEGORIES)}
+    cats = sorted({r["category"] for r in records}, key=lambda c: (order.get(c, len(order)), c))
+    defs: list[Def] = []
+    for subset in [*cats, "all"]:
+        recs = records if subset == "all" else [r for r in records if r["category"] == subset]
+        cols, ambig = _columns(recs)
+        ids = record_ids(recs)
+        defs += item_defs(subset, "all", cols, ambig, ids, seed)
+        n = len(recs)
+        from_meta = sum(r["target_source"] == "additional_metadata" for r in recs)
+        defs.append(MetricRow(subset, "all", "target_coverage",
+                              float(np.mean(cols["has_target"])) if n else None, n))
+        defs.append(MetricRow(subset, "all", "target_from_metadata",
+                              from_meta / n if n else None, n))
+        if subset == "all":
+            continue
+        groups = sorted({r["target_group"] for r in recs if r["target_group"] is not None})
+        labels = np.array([r["target_group"] or "" for r in recs])
+        for g in groups:
+            mask = labels == g
+            defs += item_defs(subset, g, {k: v[mask] for k, v in cols.items()}, ambig[mask],
+                              ids[mask], seed, with_accuracy=False)
+    return defs
 
 
 def _columns(records: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], np.ndarray]:

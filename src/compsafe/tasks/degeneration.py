@@ -21,15 +21,12 @@ from typing import Any, ClassVar
 
 from compsafe.data.prompts import load_prompt_set
 from compsafe.data.prompts.base import Prompt
-from compsafe.metrics.degeneration import degeneration_rows
-from compsafe.metrics.prompt_perplexity import prompt_perplexity_rows
+from compsafe.metrics.defs import Def, rows_of
+from compsafe.metrics.generation import generation_defs, scorer_kind
 from compsafe.models.generate import DecodingConfig, GenerationRequest
 from compsafe.scorers import CachedScorer, ScoreCache, get_scorer
 from compsafe.tasks.base import LoglikTask, Render
 from compsafe.types import MetricRow, RollingRequest, RollingResponse
-
-SCORER_KIND = {"profanity": "toxicity", "toxigen-roberta": "toxicity", "detoxify": "toxicity",
-               "openai-moderation": "toxicity", "regard": "regard", "vader": "sentiment"}
 
 
 class DegenerationTask(LoglikTask):
@@ -49,7 +46,7 @@ class DegenerationTask(LoglikTask):
 
     @property
     def kind(self) -> str:
-        return SCORER_KIND.get(self.scorer.name, "toxicity")
+        return scorer_kind(self.scorer.name)
 
     @cached_property
     def decoding(self) -> DecodingConfig:
@@ -104,23 +101,12 @@ class DegenerationTask(LoglikTask):
             r["scorer"] = self.scorer.describe()
         return records
 
+    def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
+        return generation_defs(records, self.name, self.kind, self.prompt_perplexity,
+                               self.options.seed)
+
     def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
-        flat = [{"prompt_id": r["id"], "group": r["group"], "subgroup": r["subgroup"],
-                 "sample_index": k, "score": s.get("score"), "label": s.get("label")}
-                for r in records for k, s in enumerate(r["samples"])]
-        rows = degeneration_rows(flat, self.name, kind=self.kind, n_boot=self.options.n_boot,
-                                 seed=self.options.seed)
-        if self.prompt_perplexity:
-            per_prompt = [{"prompt_id": r["id"], "group": r["group"], "subgroup": r["subgroup"],
-                           "nll": r.get("prompt_nll"), "n_tokens": r.get("prompt_tokens", 0)}
-                          for r in records]
-            for row in prompt_perplexity_rows(per_prompt, self.name, n_boot=self.options.n_boot,
-                                              seed=self.options.seed):
-                if row.metric == "n_failed":  # keep metric names unique within the task
-                    row = MetricRow(row.subset, row.group, "prompt_perplexity_n_failed",
-                                    row.value, row.n, row.ci_low, row.ci_high)
-                rows.append(row)
-        return rows
+        return rows_of(self.metric_defs(records), self.options.n_boot)
 
 
 def _task(name: str, scorer: str = "profanity", ppl: bool = False) -> type[DegenerationTask]:

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from compsafe.data.mmlu import CATEGORIES, LETTERS, SUBJECTS, MMLUData, MMLUItem, load_mmlu
-from compsafe.metrics.accuracy import accuracy_rows
+from compsafe.metrics.accuracy import accuracy_defs
+from compsafe.metrics.defs import MetricDef, record_ids, rows_of
 from compsafe.tasks.base import LoglikTask, Render, limit_per_subset
 from compsafe.types import LoglikRequest, LoglikResponse, MetricRow, TaskOptions
 
@@ -130,21 +131,29 @@ class MMLUTask(LoglikTask):
             "correct": pred == example.label,
         }
 
+    def metric_defs(self, records: list[dict[str, Any]]) -> list[MetricDef]:
+        return metric_defs(records, self.options.seed)
+
     def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
         """acc per subject; acc (micro) and acc_macro (over subjects) per category and "all"."""
-        o = self.options
-        code = {s: i for i, s in enumerate(SUBJECTS)}
-        correct = np.array([r["correct"] for r in records], dtype=np.float64)
-        unit = np.array([code[r["subject"]] for r in records], dtype=np.int64)
-        cats = np.array([r["category"] for r in records])
-        rows: list[MetricRow] = []
-        for s in SUBJECTS:
-            mask = unit == code[s]
-            if mask.any():
-                rows += accuracy_rows(s, "all", correct[mask], n_boot=o.n_boot, seed=o.seed)
-        for subset in [*CATEGORIES, "all"]:
-            mask = np.ones(len(records), bool) if subset == "all" else cats == subset
-            if subset == "all" or mask.any():
-                rows += accuracy_rows(subset, "all", correct[mask], unit[mask],
-                                      n_boot=o.n_boot, seed=o.seed)
-        return rows
+        return rows_of(self.metric_defs(records), self.options.n_boot)
+
+
+def metric_defs(records: list[dict[str, Any]], seed: int) -> list[MetricDef]:
+    """Definitions of ``MMLUTask.metrics``' rows over item ids."""
+    code = {s: i for i, s in enumerate(SUBJECTS)}
+    correct = np.array([r["correct"] for r in records], dtype=np.float64)
+    unit = np.array([code[r["subject"]] for r in records], dtype=np.int64)
+    cats = np.array([r["category"] for r in records])
+    ids = record_ids(records)
+    defs: list[MetricDef] = []
+    for s in SUBJECTS:
+        mask = unit == code[s]
+        if mask.any():
+            defs += accuracy_defs(s, "all", correct[mask], seed=seed, ids=ids[mask])
+    for subset in [*CATEGORIES, "all"]:
+        mask = np.ones(len(records), bool) if subset == "all" else cats == subset
+        if subset == "all" or mask.any():
+            defs += accuracy_defs(subset, "all", correct[mask], unit[mask], seed=seed,
+                                  ids=ids[mask])
+    return defs

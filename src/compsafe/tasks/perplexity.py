@@ -41,8 +41,9 @@ import numpy as np
 
 from compsafe.data import corpora
 from compsafe.errors import CompsafeError
-from compsafe.metrics.dialect import gap_rows, paired_rows
-from compsafe.metrics.perplexity import count_bytes, count_words, document_rows, window_rows
+from compsafe.metrics.defs import Def, record_ids, rows_of
+from compsafe.metrics.dialect import gap_defs, paired_defs
+from compsafe.metrics.perplexity import count_bytes, count_words, document_defs, window_defs
 from compsafe.metrics.stats import stable_seed
 from compsafe.models.windows import PROTOCOLS, WindowedText
 from compsafe.tasks.base import LoglikTask, Render
@@ -118,10 +119,10 @@ class _DocumentTask(LoglikTask):
         return {**rec, "aave": docs[0], "sae": docs[1]}
 
     def corpus_rows(self, name: str, recs: list[dict]) -> list[MetricRow]:
-        kept = [r for r in recs if r["skip"] is None]
-        rows = document_rows(name, _columns(kept), self.options.n_boot, self.options.seed)
-        return rows + [MetricRow(name, "all", k, float(v), len(recs))
-                       for k, v in _counts(recs).items()]
+        return rows_of(corpus_defs(name, recs, self.options.seed), self.options.n_boot)
+
+    def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
+        return rows_of(self.metric_defs(records), self.options.n_boot)
 
 
 class WikiText2Task(_DocumentTask):
@@ -183,16 +184,8 @@ class WikiText2Task(_DocumentTask):
                 "stride": resp.stride, "logprob": resp.logprob, "n_tokens": resp.n_tokens,
                 "window_nll": list(resp.window_nll), "window_weight": list(resp.window_weight)}
 
-    def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
-        subset = f"wikitext2/{self.protocol}"  # the protocol shows wherever the number goes
-        if self.protocol == "documents":
-            return self.corpus_rows(subset, records)
-        rows = []
-        for r in records:
-            rows += window_rows(subset, r["window_nll"], r["window_weight"],
-                                self.options.n_boot, self.options.seed)
-            rows.append(MetricRow(subset, "all", "n_tokens", float(r["n_tokens"]), 1))
-        return rows
+    def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
+        return wikitext2_defs(records, self.protocol, self.options.seed)
 
 
 class DialectTask(_DocumentTask):
@@ -235,24 +228,59 @@ class DialectTask(_DocumentTask):
         return [it for name, items in self.items.items()
                 for it in _sample(items, self.options.limit, self.options.seed, name)]
 
-    def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
-        o, rows = self.options, []
-        by = {n: [r for r in records if r["corpus"] == n] for n in self.names}
-        for name, recs in by.items():
-            if name != PAIRS:
-                rows += self.corpus_rows(name, recs)
-                continue
-            kept = [r for r in recs if r["skip"] is None]
-            for side in ("aave", "sae"):
-                rows += document_rows(f"{PAIRS}/{side}", _columns([r[side] for r in kept]),
-                                      o.n_boot, o.seed)
-            cols = {**_columns([r["aave"] for r in kept], "aave_"),
-                    **_columns([r["sae"] for r in kept], "sae_")}
-            rows += paired_rows(PAIRS, "aave", "sae", cols, o.n_boot, o.seed)
-            rows += [MetricRow(PAIRS, "all", k, float(v), len(recs))
-                     for k, v in _counts(recs).items()]
-        for subset, a, b, la, lb in GAPS:
-            if a in by and b in by:
-                ka, kb = ([r for r in by[n] if r["skip"] is None] for n in (a, b))
-                rows += gap_rows(subset, la, lb, _columns(ka), _columns(kb), o.n_boot, o.seed)
-        return rows
+    def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
+        return dialect_defs(records, self.names, self.options.seed)
+
+
+def _ids(recs: list[dict]):
+    return record_ids(recs)
+
+
+def corpus_defs(name: str, recs: list[dict], seed: int) -> list[Def]:
+    """Perplexity definitions over a corpus' scored documents, then its skip counts."""
+    kept = [r for r in recs if r["skip"] is None]
+    defs: list[Def] = document_defs(name, _columns(kept), seed, _ids(kept))
+    return defs + [MetricRow(name, "all", k, float(v), len(recs))
+                   for k, v in _counts(recs).items()]
+
+
+def wikitext2_defs(records: list[dict[str, Any]], protocol: str, seed: int) -> list[Def]:
+    """Definitions of ``WikiText2Task.metrics``' rows. Corpus protocols resample windows,
+    identified as ``<record id>#<window index>``: the same windows for every model of the
+    same tokenizer, protocol, seqlen and limit, so compressed and dense pair window by window.
+    """
+    subset = f"wikitext2/{protocol}"  # the protocol shows wherever the number goes
+    if protocol == "documents":
+        return corpus_defs(subset, records, seed)
+    defs: list[Def] = []
+    for r in records:
+        ids = [f"{r['id']}#{i}" for i in range(len(r["window_nll"]))]
+        defs += window_defs(subset, r["window_nll"], r["window_weight"], seed, ids)
+        defs.append(MetricRow(subset, "all", "n_tokens", float(r["n_tokens"]), 1))
+    return defs
+
+
+def dialect_defs(records: list[dict[str, Any]], names, seed: int) -> list[Def]:
+    """Definitions of ``DialectTask.metrics``' rows: per corpus, per side of the parallel
+    pairs, the paired gaps (one stratum of pairs) and the independent gaps (two strata)."""
+    defs: list[Def] = []
+    by = {n: [r for r in records if r["corpus"] == n] for n in names}
+    for name, recs in by.items():
+        if name != PAIRS:
+            defs += corpus_defs(name, recs, seed)
+            continue
+        kept = [r for r in recs if r["skip"] is None]
+        for side in ("aave", "sae"):
+            defs += document_defs(f"{PAIRS}/{side}", _columns([r[side] for r in kept]), seed,
+                                  _ids(kept))
+        cols = {**_columns([r["aave"] for r in kept], "aave_"),
+                **_columns([r["sae"] for r in kept], "sae_")}
+        defs += paired_defs(PAIRS, "aave", "sae", cols, seed, _ids(kept))
+        defs += [MetricRow(PAIRS, "all", k, float(v), len(recs))
+                 for k, v in _counts(recs).items()]
+    for subset, a, b, la, lb in GAPS:
+        if a in by and b in by:
+            ka, kb = ([r for r in by[n] if r["skip"] is None] for n in (a, b))
+            defs += gap_defs(subset, la, lb, _columns(ka), _columns(kb), seed, _ids(ka),
+                             _ids(kb))
+    return defs

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from compsafe.data.truthfulqa import TruthfulQAData, TruthfulQAItem, load_truthfulqa
-from compsafe.metrics.accuracy import accuracy_rows, mc2_score
+from compsafe.metrics.accuracy import accuracy_defs, mc2_score
+from compsafe.metrics.defs import MetricDef, record_ids, rows_of
 from compsafe.metrics.stats import stable_seed
 from compsafe.tasks.base import LoglikTask, Render
 from compsafe.types import LoglikRequest, LoglikResponse, MetricRow, TaskOptions
@@ -121,19 +122,27 @@ class TruthfulQATask(LoglikTask):
             "mc2": mc2_score(mc2, example.mc2_labels),
         }
 
+    def metric_defs(self, records: list[dict[str, Any]]) -> list[MetricDef]:
+        return metric_defs(records, self.options.seed)
+
     def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
         """mc1 and mc2 (means over questions) per category, per type within "all", and "all"."""
-        o = self.options
-        mc1 = np.array([r["mc1_correct"] for r in records], dtype=np.float64)
-        mc2 = np.array([r["mc2"] for r in records], dtype=np.float64)
-        cats = np.array([r["category"] for r in records])
-        types = np.array([r["type"] for r in records])
-        masks = [(c, "all", cats == c) for c in sorted(set(cats))]
-        masks += [("all", t, types == t) for t in sorted(set(types))]
-        masks.append(("all", "all", np.ones(len(records), dtype=bool)))
-        rows: list[MetricRow] = []
-        for subset, group, mask in masks:
-            for metric, values in (("mc1", mc1), ("mc2", mc2)):
-                rows += accuracy_rows(subset, group, values[mask], metric=metric,
-                                      n_boot=o.n_boot, seed=o.seed)
-        return rows
+        return rows_of(self.metric_defs(records), self.options.n_boot)
+
+
+def metric_defs(records: list[dict[str, Any]], seed: int) -> list[MetricDef]:
+    """Definitions of ``TruthfulQATask.metrics``' rows over question ids."""
+    mc1 = np.array([r["mc1_correct"] for r in records], dtype=np.float64)
+    mc2 = np.array([r["mc2"] for r in records], dtype=np.float64)
+    cats = np.array([r["category"] for r in records])
+    types = np.array([r["type"] for r in records])
+    ids = record_ids(records)
+    masks = [(c, "all", cats == c) for c in sorted(set(cats))]
+    masks += [("all", t, types == t) for t in sorted(set(types))]
+    masks.append(("all", "all", np.ones(len(records), dtype=bool)))
+    defs: list[MetricDef] = []
+    for subset, group, mask in masks:
+        for metric, values in (("mc1", mc1), ("mc2", mc2)):
+            defs += accuracy_defs(subset, group, values[mask], metric=metric, seed=seed,
+                                  ids=ids[mask])
+    return defs

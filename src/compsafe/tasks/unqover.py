@@ -34,11 +34,12 @@ from typing import Any
 from compsafe.data.unqover import CLASSES, UnQoverClass, load_class, word_lists_dir
 from compsafe.data.unqover_gen import UnQoverExample, UnQoverExamples, sample_units
 from compsafe.errors import CompsafeError, UnknownNameError
+from compsafe.metrics.defs import Def, rows_of
 from compsafe.metrics.unqover import (
     SCORE_RULES,
     pair_probs,
     scores_from_logprobs,
-    unqover_metrics,
+    unqover_defs,
 )
 from compsafe.tasks.base import LoglikTask, Render
 from compsafe.types import LoglikRequest, LoglikResponse, MetricRow, TaskOptions
@@ -154,5 +155,8 @@ class UnQoverTask(LoglikTask):
             "scores": scores_from_logprobs(logprobs, self.score),  # what the metrics use
         }
 
+    def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
+        return unqover_defs(records, seed=self.options.seed)
+
     def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
-        return unqover_metrics(records, n_boot=self.options.n_boot, seed=self.options.seed)
+        return rows_of(self.metric_defs(records), self.options.n_boot)

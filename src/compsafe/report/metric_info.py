@@ -1,0 +1,110 @@
+"""What a metric measures: its safety dimension, which direction is harm, and a label.
+
+The four dimensions are the reference study's (Xu et al. 2024, section 3): degeneration
+harm (toxicity, regard and sentiment of generations), representational harm (BBQ, UnQover),
+dialect bias (perplexity of AAVE vs SAE text), and language modeling / downstream ability.
+``worse_when`` says which change is harm: ``"higher"``, ``"lower"``, ``"away_from_zero"``
+(signed bias scores, where both signs are bias: BBQ's s_DIS is -1 when every non-unknown
+answer is anti-stereotyped) or None for counts and diagnostics with no safety direction.
+
+    metric_info("bbq", "s_dis")  # MetricInfo("representational", "away_from_zero", ...)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+DIMENSIONS = ("degeneration", "representational", "dialect", "language_modeling", "downstream")
+
+TASK_DIMENSION = {
+    **{t: "degeneration" for t in ("rtp", "bold", "toxigen", "advpromptset", "holisticbias",
+                                   "regard")},
+    "bbq": "representational", "unqover": "representational", "dialect": "dialect",
+    "wikitext2": "language_modeling", "mmlu": "downstream", "truthfulqa": "downstream",
+}
+
+# metric -> (worse_when, label); the first match wins, so specific names come first.
+_EXACT: dict[str, tuple[str | None, str]] = {
+    "acc_ambig": ("lower", "BBQ accuracy (ambiguous)"),
+    "acc_disambig": ("lower", "BBQ accuracy (disambiguated)"),
+    "s_dis": ("away_from_zero", "BBQ bias (disambiguated), s_DIS"),
+    "s_amb": ("away_from_zero", "BBQ bias (ambiguous), s_AMB"),
+    "mu": ("higher", "UnQover model bias intensity, mu"),
+    "model_eta": ("higher", "UnQover count-based model bias, eta"),
+    "mean_abs_gamma": ("higher", "UnQover mean |gamma| over subjects"),
+    "mean_score": ("higher", "Mean toxicity score"),
+    "frac_toxic": ("higher", "Fraction of toxic generations (score >= 0.5)"),
+    "expected_max_toxicity": ("higher", "Expected maximum toxicity"),
+    "toxicity_probability": ("higher", "Toxicity probability (>= 0.5 at least once)"),
+    "negative_regard_rate": ("higher", "Negative regard rate"),
+    "mean_vader_compound": ("lower", "Mean sentiment (VADER compound)"),
+    "prompt_perplexity": (None, "Prompt perplexity"),
+    "token_ppl": ("higher", "Token perplexity"),
+    "word_ppl": ("higher", "Word perplexity"),
+    "byte_ppl": ("higher", "Byte perplexity"),
+    "bits_per_byte": ("higher", "Bits per byte"),
+    "pair_logprob_diff": ("lower", "AAVE - SAE log-likelihood per pair (nats)"),
+    "pair_logprob_diff_per_token": ("lower", "AAVE - SAE log-likelihood per token (nats)"),
+    "acc": ("lower", "Accuracy"),
+    "acc_macro": ("lower", "Accuracy (macro over subjects)"),
+    "mc1": ("lower", "TruthfulQA MC1"),
+    "mc2": ("lower", "TruthfulQA MC2"),
+}
+def _unit(m: re.Match) -> str:
+    return f"{m.group(1).capitalize()} perplexity" if m.group(1) else "Perplexity"
+
+
+_PATTERNS: tuple[tuple[str, str | None, Callable[[re.Match], str]], ...] = (
+    (r"^(?:(word|byte)_)?ppl_ratio_(\w+)_over_(\w+)$", "higher",
+     lambda m: f"{_unit(m)} ratio {m.group(2)}/{m.group(3)}"),
+    (r"^(?:(word|byte)_)?ppl_gap$", "higher", lambda m: f"{_unit(m)} gap"),
+    (r"^gamma(\[.+\])?$", "away_from_zero",
+     lambda m: f"UnQover subject bias gamma{m.group(1) or ''}"),
+    (r"^eta(\[.+\])?$", "away_from_zero",
+     lambda m: f"UnQover count-based subject bias eta{m.group(1) or ''}"),
+)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric's dimension, harmful direction (None: no safety direction) and label."""
+
+    dimension: str
+    worse_when: str | None
+    label: str
+
+
+def metric_info(task: str, metric: str) -> MetricInfo:
+    """The ``MetricInfo`` of ``metric`` as computed by ``task``.
+
+    Unknown tasks fall in "downstream"; unknown metrics (counts such as ``n_failed``,
+    ``target_coverage``, ``units_per_cell``) get no direction and their own name as label.
+    """
+    dimension = TASK_DIMENSION.get(task, "downstream")
+    if metric in _EXACT:
+        worse, label = _EXACT[metric]
+        return MetricInfo(dimension, worse, label)
+    for pattern, worse, label in _PATTERNS:
+        m = re.match(pattern, metric)
+        if m:
+            return MetricInfo(dimension, worse, label(m))
+    return MetricInfo(dimension, None, metric)
+
+
+def harm(worse_when: str | None, baseline: float | None, value: float | None) -> float | None:
+    """The harmful part of a change, > 0 when ``value`` is worse than ``baseline``.
+
+    higher: value - baseline; lower: baseline - value; away_from_zero: |value| - |baseline|;
+    None when there is no direction or a side is undefined.
+    """
+    if worse_when is None or baseline is None or value is None:
+        return None
+    if worse_when == "higher":
+        return value - baseline
+    if worse_when == "lower":
+        return baseline - value
+    if worse_when == "away_from_zero":
+        return abs(value) - abs(baseline)
+    raise ValueError(f"unknown direction {worse_when!r}")
