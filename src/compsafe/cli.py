@@ -220,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     from compsafe.report.cli_compare import register as add_compare_and_gate
 
     add_compare_and_gate(sub)
+    from compsafe.report.cli_report import add_report_parser
 
+    add_report_parser(sub)
     return parser
 
 

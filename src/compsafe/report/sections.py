@@ -1,0 +1,248 @@
+"""The report's sections as HTML: summary, one section per dimension, trade-offs, methods.
+
+Every value from the store (model, setting, group, subset names, generations) goes through
+``html.el``, which escapes it; nothing here concatenates raw strings into markup. The
+summary answers the question first (what got worse, and for whom); the dimension sections
+hold the evidence (tables of value, change, CI, q and a flag, then figures).
+
+    body = summary(ctx) + dimension_section(ctx, "representational") + methods(ctx)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compsafe.report.figures import Figure, FigureSet, setting_order
+from compsafe.report.html import Markup, el, join, table
+from compsafe.report.metric_info import metric_info
+
+TITLES = {"degeneration": "Degeneration harm", "representational": "Representational harm",
+          "dialect": "Dialect bias", "language_modeling": "Language modeling",
+          "downstream": "Downstream tasks"}
+INTROS = {
+    "degeneration": "Toxicity, regard and sentiment of the models' own continuations.",
+    "representational": "Stereotyped answers in question answering (BBQ, UnQover).",
+    "dialect": "How much harder the model finds African-American English than SAE.",
+    "language_modeling": "Perplexity: the ability compression is usually judged by.",
+    "downstream": "Knowledge and truthfulness benchmarks.",
+}
+MAX_ROWS = 150
+TOP = 15  # harmful changes listed first in the summary; the rest are one click away
+
+
+@dataclass
+class Context:
+    """Everything a section needs; built by ``build.build_report``."""
+
+    rows: list[dict]
+    diffs: list  # PairedDiff
+    divergences: list  # Divergence
+    figures: FigureSet
+    examples: dict[tuple[str, str], list[dict]]  # (base model, setting) -> top generations
+    exports: list[Path]  # relative to the report folder
+    meta: dict[str, object]
+    many_bases: bool = False
+    settings: list[str] = field(default_factory=list)
+
+
+def fmt(v: float | None, signed: bool = False) -> str:
+    if v is None:
+        return "—"
+    if abs(v) < 1e-12:  # float noise of a difference that is really zero (-2.8e-17)
+        v = 0.0
+    return f"{v:+.4g}" if signed else f"{v:.4g}"
+
+
+def fmt_q(q: float | None) -> str:
+    return "—" if q is None else "<0.001" if q < 0.001 else f"{q:.3f}"
+
+
+def ci(lo: float | None, hi: float | None) -> str:
+    return "—" if lo is None or hi is None else f"[{lo:+.3g}, {hi:+.3g}]"
+
+
+def flag(d) -> Markup:
+    if not d.significant:
+        return Markup("")
+    if d.worse is True:
+        return el("span", "▲ worse", class_="worse nowrap")
+    if d.worse is False:
+        return el("span", "▼ better", class_="better nowrap")
+    return el("span", "changed", class_="nowrap")
+
+
+def where(task: str, subset: str) -> str:
+    if subset in (task, "all"):
+        return task
+    return subset if subset.startswith(f"{task}/") else f"{task} / {subset}"
+
+
+def _setting(ctx: Context, d) -> str:
+    return f"{d.base_model} · {d.spec_label}" if ctx.many_bases else d.spec_label
+
+
+def relative(d) -> float:
+    """Size of a change for sorting: relative to the dense value where that is nonzero."""
+    if d.baseline:
+        return abs(d.diff) / abs(d.baseline)
+    return abs(d.diff)
+
+
+def diff_table(ctx: Context, diffs: list, with_group: bool, limit: int = MAX_ROWS) -> Markup:
+    headers = ["setting", "task / subset", *(["group"] if with_group else []), "metric",
+               "dense", "compressed", "Δ", "95% CI of Δ", "q", ""]
+    numeric = [False, False, *([False] if with_group else []), False, True, True, True, True,
+               True, False]
+    body = [[el("span", _setting(ctx, d), class_="nowrap"), where(d.task, d.subset),
+             *([el("code", d.group)] if with_group else []),
+             metric_info(d.task, d.metric).label, fmt(d.baseline),
+             fmt(d.value), fmt(d.diff, True), ci(d.ci_low, d.ci_high), fmt_q(d.q_value),
+             flag(d)] for d in diffs[:limit]]
+    more = (el("p", f"{len(diffs) - limit} more rows in data/paired.csv.", class_="note")
+            if len(diffs) > limit else None)
+    return join([el("div", table(headers, body, numeric), class_="wrap"), more])
+
+
+def summary(ctx: Context) -> Markup:
+    valid = [d for d in ctx.diffs if d.diff is not None]
+    worse = sorted((d for d in valid if d.significant and d.worse), key=lambda d: -relative(d))
+    better = [d for d in valid if d.significant and d.worse is False]
+    cards = el("div", [el("div", el("b", str(v)), el("span", k), class_="card") for k, v in (
+        ("compression settings", len(ctx.settings)), ("paired comparisons", len(valid)),
+        ("significantly worse", len(worse)), ("significantly better", len(better)),
+        ("divergent-group findings", len(ctx.divergences)))], class_="cards")
+    fdr = ctx.meta["fdr"]
+    intro = el("p", "Changes of each compressed model against the ", el("b", ctx.meta["baseline"]),
+               f" baseline on the same items, significant after Benjamini–Hochberg at FDR {fdr:g}"
+               ", sorted by size relative to the baseline value.")
+    if worse:
+        found = diff_table(ctx, worse[:TOP], with_group=True)
+        if len(worse) > TOP:
+            found += el("details", el("summary", f"{len(worse) - TOP} more significantly "
+                                                 "harmful changes"),
+                        diff_table(ctx, worse[TOP:], with_group=True))
+    else:
+        found = el("p", f"No change is significantly harmful at FDR {fdr:g}.", class_="muted")
+    return join([el("h2", "What got worse, and for whom", id="summary"), cards, intro, found,
+                 el("h3", "Divergent groups"), divergences(ctx)])
+
+
+def divergences(ctx: Context) -> Markup:
+    if not ctx.divergences:
+        return el("p", "No group moved differently from the others.", class_="muted")
+    rows = [[v.kind.replace("_", " "), v.base_model if ctx.many_bases else v.method,
+             where(v.task, v.subset),
+             metric_info(v.task, v.metric).label, join((el("code", g) for g in v.groups), ", "),
+             v.detail] for v in ctx.divergences[:MAX_ROWS]]
+    head = ["finding", "model" if ctx.many_bases else "method", "task / subset", "metric",
+            "groups", "detail"]
+    return el("div", table(head, rows), class_="wrap")
+
+
+def figure(f: Figure) -> Markup:
+    return el("figure", el("a", el("img", src=f.png, alt=f.title), href=f.svg),
+              el("figcaption", el("b", f.title), ". ", f.caption, " ",
+                 el("a", "SVG", href=f.svg)))
+
+
+def figure_grid(figs: list[Figure]) -> Markup:
+    """Small figures side by side (two per row on a laptop screen)."""
+    return el("div", [figure(f) for f in figs], class_="grid") if figs else Markup("")
+
+
+def skipped_notes(ctx: Context, dimension: str) -> Markup:
+    notes = [s for s in ctx.figures.skipped if s.dimension == dimension]
+    return join(el("p", f"Figure not drawn ({s.kind.replace('_', ' ')}): {s.reason}.",
+                   class_="note") for s in notes)
+
+
+def dimension_section(ctx: Context, dim: str) -> Markup:
+    head = [el("h2", TITLES.get(dim, dim), id=dim), el("p", INTROS.get(dim, ""), class_="lead")]
+    diffs = sorted((d for d in ctx.diffs if d.dimension == dim and d.diff is not None),
+                   key=lambda d: (d.task, d.subset, d.metric, setting_order(d)))
+    if not any(r["dimension"] == dim for r in ctx.rows):
+        return join([*head, el("p", "No results stored for this dimension.", class_="muted")])
+    directed = [d for d in diffs if metric_info(d.task, d.metric).worse_when]
+    overall = [d for d in directed if d.group == "all"]
+    # Tasks with a pooled subset ("all": every BBQ category) show it first; their
+    # per-subset rows are one click away, so the table stays short enough to read.
+    pooled_tasks = {d.task for d in overall if d.subset == "all"}
+    per_subset = [d for d in overall if d.task in pooled_tasks and d.subset != "all"]
+    overall = [d for d in overall if d.task not in pooled_tasks or d.subset == "all"]
+    groups = [d for d in directed if d.group != "all" and d.significant]
+    figs = ctx.figures.of(dim)
+    parts = [*head, el("h3", "Overall changes"),
+             figure_grid([f for f in figs if f.kind == "metric_vs_compression"])]
+    parts.append(diff_table(ctx, overall, with_group=False) if overall else
+                 el("p", "No paired overall changes (is the dense baseline evaluated?).",
+                    class_="muted"))
+    if per_subset:
+        parts.append(el("details", el("summary", f"Per subset ({len(per_subset)} rows)"),
+                        diff_table(ctx, per_subset, with_group=False)))
+    parts.append(el("h3", "Changes per group"))
+    parts += [figure(f) for f in figs if f.kind != "metric_vs_compression"]
+    parts.append(diff_table(ctx, groups, with_group=True) if groups else
+                 el("p", "No group changed significantly.", class_="muted"))
+    parts.append(skipped_notes(ctx, dim))
+    if dim == "degeneration":
+        parts.append(examples(ctx))
+    diag = [d for d in diffs if not metric_info(d.task, d.metric).worse_when and d.group == "all"]
+    if diag:
+        parts.append(el("details", el("summary", f"Diagnostics without a harmful direction "
+                                                 f"({len(diag)} rows)"),
+                        diff_table(ctx, diag, with_group=False)))
+    return join(parts)
+
+
+def examples(ctx: Context) -> Markup:
+    parts = [el("h3", "Most toxic generations per setting")]
+    if not ctx.examples:
+        return join([*parts, el("p", "No scored generations with a toxicity scorer in the "
+                                     "store.", class_="muted")])
+    parts.append(el("p", "The highest-scored continuations of each setting, shown as text. "
+                         "They may be offensive.", class_="note"))
+    rows = []
+    for (base, setting), items in ctx.examples.items():
+        name = f"{base} · {setting}" if ctx.many_bases else setting
+        rows += [[name, e["task"], el("code", e["group"]), fmt(e["score"]),
+                  el("div", e["prompt"], class_="gen"), el("div", e["text"], class_="gen")]
+                 for e in items]
+    head = ["setting", "task", "group", "score", "prompt", "continuation"]
+    numeric = [False, False, False, True, False, False]
+    return join([*parts, el("div", table(head, rows, numeric), class_="wrap")])
+
+
+def tradeoffs(ctx: Context) -> Markup:
+    figs = ctx.figures.of("")
+    return join([el("h2", "Trade-offs across dimensions", id="tradeoffs"),
+                 *(figure(f) for f in figs), skipped_notes(ctx, "")])
+
+
+def downloads(ctx: Context) -> Markup:
+    items = [el("li", el("a", p.as_posix(), href=p.as_posix())) for p in ctx.exports]
+    return join([el("h2", "Data", id="data"),
+                 el("p", "Every number above as files: tidy rows, paired differences, and "
+                         "the reference study's wide layout."), el("ul", items)])
+
+
+def methods(ctx: Context) -> Markup:
+    m = ctx.meta
+    facts = [("baseline", m["baseline"]), ("false discovery rate", f"{m['fdr']:g} "
+             "(Benjamini–Hochberg over all groups and metrics of this report)"),
+             ("bootstrap replicates", m["n_boot"]), ("seed", m["seed"]),
+             ("tests", m["tests"]), ("compsafe version", m["version"]), ("store", m["store"]),
+             ("runs / metric rows", f"{m['n_runs']} / {len(ctx.rows)}"),
+             ("generated", m["generated"])]
+    return el("footer", el("h2", "Methods", id="methods"),
+              el("p", "Δ is compressed − dense on the same items; CIs are 95% paired "
+                      "bootstrap percentile intervals; ratio metrics are recomputed on each "
+                      "resample. ▲ worse / ▼ better: significant after FDR control, in the "
+                      "metric's harmful direction."),
+              el("dl", [[el("dt", k), el("dd", str(v))] for k, v in facts]))
+
+
+def nav(dims: list[str]) -> Markup:
+    links = [("summary", "Summary"), *((d, TITLES.get(d, d)) for d in dims),
+             ("tradeoffs", "Trade-offs"), ("data", "Data"), ("methods", "Methods")]
+    return el("nav", [el("a", text, href=f"#{anchor}") for anchor, text in links])
