@@ -218,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     # Subcommands defined in their own packages register themselves here.
     from compsafe.report.cli_compare import register as add_compare_and_gate
+    from compsafe.sweep.cli import add_sweep_parser
 
+    add_sweep_parser(sub)
     add_compare_and_gate(sub)
     from compsafe.report.cli_report import add_report_parser
 

@@ -1,0 +1,118 @@
+"""``compsafe sweep [run] CONFIG`` and ``compsafe sweep status CONFIG`` (issue 6).
+
+argparse cannot give one command both a positional CONFIG and a ``status`` subcommand, so
+``sweep`` takes one or two words: ``CONFIG`` or ``run CONFIG`` runs the sweep, ``status
+CONFIG`` prints every cell's state. The config is validated (and every task's data read)
+before any model loads. Exit status: 0 when every cell is done, 1 when some failed, 2 for
+an invalid config.
+
+    compsafe sweep configs/quick.yaml --set tasks.*.limit=20
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from compsafe.errors import CompsafeError
+
+log = logging.getLogger(__name__)
+
+SWEEP_EXAMPLES = """\
+examples:
+  compsafe sweep configs/quick.yaml                    # local, in this process; resumes
+  compsafe sweep configs/paper.yaml --executor ray --address auto
+  compsafe sweep configs/quick.yaml --executor ray --num-cpus 2   # a new local Ray cluster
+  compsafe sweep status configs/quick.yaml             # done/running/failed/pending per cell
+  compsafe sweep configs/quick.yaml --set tasks.*.limit=5 --set out=runs/try
+
+Re-running the same command skips finished cells, resumes interrupted ones item by item
+and retries failed ones. Results go to OUT/compsafe.sqlite (OUT: the config's 'out',
+default runs/<config name>); compressed models are cached in the config's 'models_dir'
+(default OUT/models), which must be a folder every Ray worker sees.
+"""
+
+
+def add_sweep_parser(sub) -> None:
+    """Register ``compsafe sweep`` on the top-level subparsers."""
+    p = sub.add_parser(
+        "sweep", help="run a grid of models x compression settings x tasks, resumably",
+        description="Run (or show the status of) a sweep: every model, compressed with every "
+                    "setting, evaluated on every task; results in one store.",
+        epilog=SWEEP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("words", nargs="+", metavar="[run|status] CONFIG",
+                   help="a sweep config (YAML); 'status CONFIG' shows its cells")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: sequential, in this process (default); ray: Ray tasks")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address ('auto' for the running one); default: start "
+                        "a local cluster")
+    p.add_argument("--num-cpus", type=int, default=None,
+                   help="CPUs of the local Ray cluster started when --address is not given")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY.PATH=VALUE",
+                   help="override a config value, e.g. tasks.*.limit=5 or models.0.model=DIR "
+                        "(repeatable)")
+    p.set_defaults(func=run_sweep_command, sweep_parser=p)
+
+
+def _parse_words(args) -> tuple[str, Path]:
+    words = args.words
+    if len(words) == 1 and words[0] not in ("run", "status"):
+        return "run", Path(words[0])
+    if len(words) == 2 and words[0] in ("run", "status"):
+        return words[0], Path(words[1])
+    args.sweep_parser.error("expected CONFIG, run CONFIG or status CONFIG")
+    raise AssertionError  # error() exits
+
+
+def run_sweep_command(args) -> int:
+    from compsafe.sweep.config import load_config
+    from compsafe.sweep.expand import all_cells, expand
+    from compsafe.sweep.status import cell_states, format_status, summary
+
+    action, path = _parse_words(args)
+    config = load_config(path, args.overrides)
+    groups = expand(config)
+    cells = all_cells(groups)
+    if action == "status":
+        print(format_status(config.name, cells, cell_states(cells, config.store_path),
+                            config.store_path))
+        return 0
+    if args.executor == "local" and (args.address or args.num_cpus):
+        raise CompsafeError("--address and --num-cpus apply to --executor ray")
+    if args.num_cpus is not None and args.num_cpus <= 0:
+        raise CompsafeError(f"--num-cpus must be positive, got {args.num_cpus}")
+    if args.executor == "ray":
+        _require_ray()
+    from compsafe.sweep.work import preflight
+
+    preflight(config)
+    before = cell_states(cells, config.store_path)
+    n_done = sum(s["state"] == "done" for s in before.values())
+    log.info("sweep %s: %d cells (%d models x %d settings x %d tasks), %d already done; "
+             "store %s", config.name, len(cells), len(config.models), len(config.specs),
+             len(config.tasks), n_done, config.store_path)
+    if args.executor == "ray":
+        from compsafe.sweep.ray_executor import run_ray
+
+        run_ray(config, groups, address=args.address, num_cpus=args.num_cpus)
+    else:
+        from compsafe.sweep.local import run_local
+
+        run_local(config, groups, progress=not args.quiet)
+    after = cell_states(cells, config.store_path)
+    print(f"sweep {config.name}: {summary(after)}; store {config.store_path}", flush=True)
+    failed = [c for c in cells if after[c.key]["state"] == "failed"]
+    if failed:
+        sets = "".join(f" --set {o}" for o in args.overrides)
+        print(f"{len(failed)} cells failed; see: compsafe sweep status {path}{sets}", flush=True)
+    return 1 if failed else 0
+
+
+def _require_ray() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise CompsafeError("--executor ray needs Ray: pip install 'compsafe[ray]'")

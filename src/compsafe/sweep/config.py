@@ -1,0 +1,233 @@
+"""Sweep config: a YAML file -> one frozen ``SweepConfig``, every field checked before any work.
+
+A sweep is models × compression settings × tasks (issue 6). Each compression entry names a
+method and lists of values (sparsity, structure, bits, group size); the lists multiply out
+into ``CompressionSpec`` values (``settings.py``), so a setting the spec type rejects is
+reported with the key path that produced it. Errors are one line naming the file and the key path:
+``configs/x.yaml: compression[2].sparsity: expected a number, got 'abc'``. What only the
+model can tell (a group size that does not divide a layer's width) fails its cell at run
+time instead (see ``work.py``).
+
+Paths (``out``, ``models_dir``, ``data_dir``, local model paths) are relative to the
+current directory, like every other compsafe command, and made absolute here (Ray workers
+need not share the driver's working directory). ``models_dir`` caches compressed
+models by spec key; with the Ray executor it must be a folder every worker sees.
+
+    config = load_config("configs/quick.yaml", overrides=["tasks.*.limit=5"])
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from compsafe.compress.spec import Calibration, CompressionSpec
+from compsafe.errors import CompsafeError
+from compsafe.sweep.overrides import apply_overrides, normalize
+from compsafe.sweep.settings import parse_calibration, parse_specs
+from compsafe.sweep.validate import Fields, expect
+from compsafe.types import PromptFormat, TaskOptions
+
+TOP_KEYS = ("name", "out", "models_dir", "data_dir", "seed", "device", "dtype", "batch_size",
+            "checkpoint_every", "dense", "calibration", "models", "compression", "tasks", "ray")
+TASK_KEYS = ("task", "name", "limit", "seed", "n_boot", "samples", "scorer", "max_new_tokens",
+             "greedy", "ppl_protocol", "seqlen", "stride", "fewshot", "chat", "system")
+RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory_gb")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+class ConfigError(CompsafeError):
+    """A sweep config that cannot be run; the message names the file and the key path."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A base model: ``model`` as ``compsafe eval --model`` takes it; ``name`` is its folder
+    under ``models_dir`` and its label in cell lists (unique within the sweep)."""
+
+    model: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A task with its options; ``name`` labels it (the same task may run with two option
+    sets under two names)."""
+
+    name: str
+    task: str
+    options: TaskOptions
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one Ray task declares (``memory_gb`` None: no memory reservation)."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    memory_gb: float | None = None
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep: ``specs`` holds every compression setting after the lists were
+    multiplied out (the dense baseline first when ``dense``), duplicates dropped."""
+
+    name: str
+    out: Path
+    models_dir: Path
+    data_dir: Path | None
+    seed: int
+    device: str | None
+    dtype: str
+    batch_size: int | None
+    checkpoint_every: int
+    models: tuple[ModelEntry, ...]
+    specs: tuple[CompressionSpec, ...]
+    tasks: tuple[TaskEntry, ...]
+    compress_resources: Resources
+    eval_resources: Resources
+    max_retries: int
+
+    @property
+    def store_path(self) -> Path:
+        return self.out / "compsafe.sqlite"
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:
+    """Read, override (``KEY.PATH=VALUE``) and validate a sweep config file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read sweep config {path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    return parse_config(raw, path, overrides)
+
+
+def parse_config(raw, path: Path, overrides=()) -> SweepConfig:
+    """Validate an already-parsed YAML mapping (``path`` names it in errors)."""
+    try:
+        raw = apply_overrides(normalize(raw), overrides)
+        return _parse(raw, path)
+    except CompsafeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _parse(raw, path: Path) -> SweepConfig:
+    top = Fields(expect(raw, dict, "(top level)", "a mapping"), "", TOP_KEYS)
+    seed = top.int("seed", 1234)
+    calibration = parse_calibration(top.get("calibration", {}), "calibration", Calibration())
+    models = _models(top.require_list("models"))
+    specs = parse_specs(top.require_list("compression", allow_empty=True), calibration,
+                   top.bool("dense", True))
+    tasks = _tasks(top.require_list("tasks"), seed)
+    ray = Fields(expect(top.get("ray", {}), dict, "ray", "a mapping"), "ray",
+                 ("compress", "eval", "max_retries"))
+    out = _abs(top.str("out", f"runs/{path.stem}"))
+    dtype = top.str("dtype", "auto")
+    if dtype not in DTYPES:
+        raise CompsafeError(f"dtype: unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+    data_dir = top.str("data_dir", None)
+    return SweepConfig(
+        name=top.str("name", path.stem), out=out,
+        models_dir=_abs(top.str("models_dir", str(out / "models"))),
+        data_dir=_abs(data_dir) if data_dir else None, seed=seed,
+        device=top.str("device", None), dtype=dtype,
+        batch_size=top.int("batch_size", None, minimum=1),
+        checkpoint_every=top.int("checkpoint_every", 128, minimum=1),
+        models=models, specs=specs, tasks=tasks,
+        compress_resources=_resources(ray.get("compress", {}), "ray.compress"),
+        eval_resources=_resources(ray.get("eval", {}), "ray.eval"),
+        max_retries=ray.int("max_retries", 3, minimum=0))
+
+
+def _abs(path: str) -> Path:
+    # Absolute at load time: Ray workers need not share the driver's working directory.
+    return Path(path).expanduser().absolute()
+
+
+def _models(items: list) -> tuple[ModelEntry, ...]:
+    out: list[ModelEntry] = []
+    seen: dict[str, str] = {}
+    for i, item in enumerate(items):
+        where = f"models[{i}]"
+        f = Fields(expect(item, dict, where, "a mapping or a model string"), where,
+                   ("model", "name"))
+        model = f.str("model")
+        name = f.str("name", default_model_name(model))
+        if not _SAFE_NAME.match(name):
+            raise CompsafeError(f"{where}.name: {name!r} must be letters, digits, '.', '_' "
+                                "or '-' (it names a folder)")
+        if name in seen:
+            raise CompsafeError(f"{where}.name: {name!r} is also the name of {seen[name]}; "
+                                "give one of them another name")
+        local = Path(model).expanduser()
+        if model.startswith((".", "/", "~")) and not local.exists():
+            raise CompsafeError(f"{where}.model: model path not found: {model}")
+        if model != "default" and local.exists():  # absolute, so every worker finds it
+            model = str(local.absolute())
+        seen[name] = where
+        out.append(ModelEntry(model, name))
+    return tuple(out)
+
+
+def default_model_name(model: str) -> str:
+    """A folder-safe label: the last path component, or a hub id with '/' as '--'."""
+    if model.startswith((".", "/", "~")):
+        model = Path(model).expanduser().name
+    return re.sub(r"[^A-Za-z0-9._-]", "-", model.replace("/", "--")) or "model"
+
+
+def _tasks(items: list, seed: int) -> tuple[TaskEntry, ...]:
+    from compsafe.models.windows import PROTOCOLS
+    from compsafe.scorers import SCORERS
+    from compsafe.tasks import TASKS
+
+    out: list[TaskEntry] = []
+    seen: dict[str, str] = {}
+    for i, item in enumerate(items):
+        where = f"tasks[{i}]"
+        f = Fields(expect(item, dict, where, "a mapping or a task name"), where, TASK_KEYS)
+        task = f.str("task")
+        if task not in TASKS:
+            raise CompsafeError(f"{where}.task: unknown task {task!r}; known: "
+                                f"{', '.join(sorted(TASKS))}")
+        name = f.str("name", task)
+        if name in seen:
+            raise CompsafeError(f"{where}.name: {name!r} is also the name of {seen[name]}; "
+                                "give one of them a different 'name'")
+        seen[name] = where
+        scorer = f.str("scorer", None)
+        if scorer is not None and scorer not in SCORERS:
+            raise CompsafeError(f"{where}.scorer: unknown scorer {scorer!r}; known: "
+                                f"{', '.join(sorted(SCORERS))}")
+        protocol = f.str("ppl_protocol", None)
+        if protocol is not None and protocol not in PROTOCOLS:
+            raise CompsafeError(f"{where}.ppl_protocol: unknown protocol {protocol!r}; "
+                                f"known: {', '.join(PROTOCOLS)}")
+        chat = f.bool("chat", False)
+        options = TaskOptions(
+            limit=f.int("limit", None, minimum=1), seed=f.int("seed", seed),
+            n_boot=f.int("n_boot", 1000, minimum=0), samples=f.int("samples", 1, minimum=1),
+            scorer=scorer, max_new_tokens=f.int("max_new_tokens", None, minimum=1),
+            greedy=f.bool("greedy", False), ppl_protocol=protocol,
+            seqlen=f.int("seqlen", None, minimum=1), stride=f.int("stride", None, minimum=1),
+            prompt=PromptFormat(fewshot=f.int("fewshot", 0, minimum=0), chat=chat,
+                                system=f.str("system", None)))
+        out.append(TaskEntry(name, task, options))
+    return tuple(out)
+
+
+def _resources(raw, where: str) -> Resources:
+    f = Fields(expect(raw, dict, where, "a mapping"), where, RESOURCE_KEYS)
+    memory = f.get("memory_gb", None)
+    return Resources(num_cpus=float(f.number("num_cpus", 1.0, minimum=0)),
+                     num_gpus=float(f.number("num_gpus", 0.0, minimum=0)),
+                     memory_gb=None if memory is None else float(
+                         f.number("memory_gb", None, minimum=0)))
