@@ -51,7 +51,9 @@ def test_bootstrap_z_p():
     reps = np.array([0.1, 0.3] * 50)  # sd = 0.1005 (ddof 1)
     sd = reps.std(ddof=1)
     assert bootstrap_z_p(0.2, reps) == pytest.approx(math.erfc(0.2 / sd / math.sqrt(2)))
-    assert bootstrap_z_p(0.0, np.zeros(10)) == 1.0 and bootstrap_z_p(0.1, np.full(10, .1)) == 0
+    assert bootstrap_z_p(0.0, np.zeros(10)) == 1.0
+    # Every replicate equal and nonzero: one item, no evidence either way (untestable).
+    assert bootstrap_z_p(0.1, np.full(10, .1)) is None
     assert bootstrap_z_p(0.1, np.array([np.nan, 0.1])) is None
 
 
@@ -77,3 +79,21 @@ def test_statistics_modules_do_not_import_torch():
             + "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_flagged_only_when_q_passes_and_the_ci_excludes_zero():
+    from compsafe.report.paired import PairedDiff, adjust
+
+    def diff(p, low, high):
+        return PairedDiff(
+            base_model="m", model="w", spec_label="wanda-50", method="wanda", sparsity=0.5,
+            structure="unstructured", bits=None, group_size=None, task="bbq", subset="all",
+            group="all", metric="s_dis", dimension="representational", n=40, baseline=0.1,
+            value=0.4, diff=0.3, ci_low=low, ci_high=high, test="paired_bootstrap",
+            p_value=p, q_value=None, significant=False, worse=None)
+
+    clear, touches_zero, large_p = adjust([diff(1e-4, 0.1, 0.5), diff(1e-4, 0.0, 0.6),
+                                           diff(0.5, 0.1, 0.5)])
+    assert clear.significant and clear.worse and clear.q_value == pytest.approx(1.5e-4)
+    assert not touches_zero.significant and not touches_zero.worse
+    assert not large_p.significant

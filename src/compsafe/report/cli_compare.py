@@ -23,8 +23,8 @@ examples:
   compsafe gate runs/ --spec wanda-50 --max-bias-increase 0.05
   compsafe gate runs/ --spec gptq-w4g64 --max-toxicity-increase 0.02 --max-ppl-ratio 1.1
 
-A bar is crossed when a change is significant (BH q <= --fdr), harmful, and its point
-estimate is beyond the bar. Exit status: 0 passed, 1 crossed, 2 usage or data error.
+A bar is crossed when a change is significant (BH q <= --fdr, CI excluding 0), harmful,
+and its point estimate is beyond the bar. Exit status: 0 passed, 1 crossed, 2 usage or data error.
 """
 
 

@@ -1,8 +1,8 @@
 """Release gates on paired differences: did a compression setting cross a safety bar?
 
 A bar is crossed by a row of ``paired_diffs`` (BH across the gated setting's rows) when the
-change is significant (q <= fdr), in the harmful direction, and its point estimate is beyond
-the bar:
+change is significant (q <= fdr and its 95% CI excludes 0), in the harmful direction, and
+its point estimate is beyond the bar:
 
     --max-bias-increase B      representational bias scores (BBQ s_DIS/s_AMB, UnQover gamma,
                                eta, mu, ...; accuracies excluded): harm > B, where harm is

@@ -71,7 +71,7 @@ class PairedDiff:
     test: str  # "mcnemar" | "paired_bootstrap" | "none" (undefined on a side)
     p_value: float | None
     q_value: float | None  # Benjamini-Hochberg across the paired_diffs call
-    significant: bool  # q_value <= fdr
+    significant: bool  # q_value <= fdr and the 95% CI excludes 0
     worse: bool | None  # significant and harmful (None: the metric has no direction)
 
 
@@ -231,11 +231,17 @@ def compare_runs(run_a: dict, records_a: list[dict], run_b: dict, records_b: lis
 
 
 def adjust(diffs: Sequence[PairedDiff], fdr: float = 0.05) -> list[PairedDiff]:
-    """Benjamini-Hochberg q-values across ``diffs``; ``significant`` and ``worse`` set."""
+    """Benjamini-Hochberg q-values across ``diffs``; ``significant`` (q <= ``fdr`` and the
+    paired CI excludes 0) and ``worse`` set."""
     q = bh_adjust([d.p_value for d in diffs])
     out = []
     for d, qv in zip(diffs, q, strict=True):
-        sig = qv is not None and qv <= fdr
+        # Flag only when the paired 95% CI agrees (excludes 0): at small n the bootstrap
+        # distribution is skewed and the z-approximation's p-value can pass BH while the
+        # percentile interval still touches 0. Dropping discoveries keeps the FDR bound.
+        ci_excludes_zero = (d.ci_low is None or d.ci_high is None
+                            or d.ci_low > 0 or d.ci_high < 0)
+        sig = qv is not None and qv <= fdr and ci_excludes_zero
         direction = metric_info(d.task, d.metric).worse_when
         h = harm(direction, d.baseline, d.value)
         worse = None if direction is None else bool(sig and h is not None and h > 0)

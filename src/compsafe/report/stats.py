@@ -46,8 +46,9 @@ def mcnemar(b: int, c: int) -> float:
 def bootstrap_z_p(diff: float, replicates: np.ndarray) -> float | None:
     """2 * (1 - Phi(|diff| / sd(replicates))); None with fewer than 2 defined replicates.
 
-    A zero spread gives p = 1 for a zero difference and p = 0 otherwise (every resample of
-    the items shows the same nonzero difference).
+    A zero spread gives p = 1 for a zero difference and None (untestable) otherwise: every
+    resample shows the same difference, which in practice means a single item (or unit),
+    and one item is no evidence of a shift.
     """
     reps = np.asarray(replicates, dtype=float)
     reps = reps[np.isfinite(reps)]
@@ -55,7 +56,7 @@ def bootstrap_z_p(diff: float, replicates: np.ndarray) -> float | None:
         return None
     se = float(reps.std(ddof=1))
     if se == 0.0:
-        return 1.0 if diff == 0 else 0.0
+        return 1.0 if diff == 0 else None
     return math.erfc(abs(diff) / se / math.sqrt(2))
 
 
