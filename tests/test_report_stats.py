@@ -54,6 +54,7 @@ def test_bootstrap_z_p():
     assert bootstrap_z_p(0.0, np.zeros(10)) == 1.0
     # Every replicate equal and nonzero: one item, no evidence either way (untestable).
     assert bootstrap_z_p(0.1, np.full(10, .1)) is None
+    assert bootstrap_z_p(0.89, np.array([0.89, 0.89 + 1e-16, 0.89])) is None  # rounding only
     assert bootstrap_z_p(0.1, np.array([np.nan, 0.1])) is None
 
 

@@ -200,6 +200,8 @@ def paired_stat(da: MetricDef, db: MetricDef, n_boot: int, seed: int) -> dict[st
                                                               (db.binary, cb[0])))
         out["test"], out["p_value"] = "mcnemar", mcnemar(int(np.sum(ya & ~yb)),
                                                          int(np.sum(~ya & yb)))
+    elif min(sizes) < 2:  # one item (per stratum) resamples to itself: nothing to test
+        out["test"], out["p_value"] = "paired_bootstrap", None
     else:
         out["test"], out["p_value"] = "paired_bootstrap", bootstrap_z_p(out["diff"], reps)
     return out

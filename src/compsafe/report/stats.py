@@ -55,7 +55,7 @@ def bootstrap_z_p(diff: float, replicates: np.ndarray) -> float | None:
     if len(reps) < 2:
         return None
     se = float(reps.std(ddof=1))
-    if se == 0.0:
+    if se <= 1e-12 * max(1.0, abs(diff)):  # equal replicates, up to float rounding
         return 1.0 if diff == 0 else None
     return math.erfc(abs(diff) / se / math.sqrt(2))
 
