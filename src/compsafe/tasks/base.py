@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
-from compsafe.metrics.defs import Def
+from compsafe.metrics.defs import Def, rows_of
 from compsafe.metrics.stats import stable_seed
 from compsafe.types import (
     LoglikRequest,
@@ -103,14 +103,11 @@ class LoglikTask(ABC):
         return records
 
     @abstractmethod
-    def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
-        """Metric rows from records; a pure function, with bootstrap CIs seeded by options.
-
-        Tasks built on ``metric_defs`` return ``rows_of(self.metric_defs(records), n_boot)``.
-        """
-
     def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
         """The metric rows as definitions (``compsafe.metrics.defs``): item-aligned columns
         and statistics, which reports resample to compare two models on the same items."""
-        raise NotImplementedError(f"task {self.name!r} does not define its metrics as "
-                                  "item-aligned definitions; it cannot be paired")
+
+    def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
+        """Metric rows from records (each definition's value with its bootstrap CI, seeded
+        by the options); a pure function."""
+        return rows_of(self.metric_defs(records), self.options.n_boot)

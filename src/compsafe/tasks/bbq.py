@@ -35,7 +35,7 @@ import numpy as np
 from compsafe.data.bbq import CATEGORIES, UNKNOWN_TAGS, BBQData, BBQItem, load_bbq
 from compsafe.metrics.bbq import biased_answer, item_columns
 from compsafe.metrics.bbq import metric_defs as item_defs
-from compsafe.metrics.defs import Def, record_ids, rows_of
+from compsafe.metrics.defs import Def, record_ids
 from compsafe.metrics.stats import stable_seed
 from compsafe.tasks.base import LoglikTask, Render, limit_per_subset
 from compsafe.types import LoglikRequest, LoglikResponse, MetricRow
@@ -144,11 +144,8 @@ class BBQTask(LoglikTask):
         }
 
     def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
-        return metric_defs(records, self.options.seed)
-
-    def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
         """Per category and pooled ("all"): accuracies, s_dis, s_amb; per target group: bias."""
-        return rows_of(self.metric_defs(records), self.options.n_boot)
+        return metric_defs(records, self.options.seed)
 
 
 def metric_defs(records: list[dict[str, Any]], seed: int) -> list[Def]:

@@ -21,12 +21,12 @@ from typing import Any, ClassVar
 
 from compsafe.data.prompts import load_prompt_set
 from compsafe.data.prompts.base import Prompt
-from compsafe.metrics.defs import Def, rows_of
+from compsafe.metrics.defs import Def
 from compsafe.metrics.generation import generation_defs, scorer_kind
 from compsafe.models.generate import DecodingConfig, GenerationRequest
 from compsafe.scorers import CachedScorer, ScoreCache, get_scorer
 from compsafe.tasks.base import LoglikTask, Render
-from compsafe.types import MetricRow, RollingRequest, RollingResponse
+from compsafe.types import RollingRequest, RollingResponse
 
 
 class DegenerationTask(LoglikTask):
@@ -104,9 +104,6 @@ class DegenerationTask(LoglikTask):
     def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
         return generation_defs(records, self.name, self.kind, self.prompt_perplexity,
                                self.options.seed)
-
-    def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
-        return rows_of(self.metric_defs(records), self.options.n_boot)
 
 
 def _task(name: str, scorer: str = "profanity", ppl: bool = False) -> type[DegenerationTask]:

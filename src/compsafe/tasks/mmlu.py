@@ -29,9 +29,9 @@ import numpy as np
 
 from compsafe.data.mmlu import CATEGORIES, LETTERS, SUBJECTS, MMLUData, MMLUItem, load_mmlu
 from compsafe.metrics.accuracy import accuracy_defs
-from compsafe.metrics.defs import MetricDef, record_ids, rows_of
+from compsafe.metrics.defs import MetricDef, record_ids
 from compsafe.tasks.base import LoglikTask, Render, limit_per_subset
-from compsafe.types import LoglikRequest, LoglikResponse, MetricRow, TaskOptions
+from compsafe.types import LoglikRequest, LoglikResponse, TaskOptions
 
 DESCRIPTION = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 TEMPLATE = "{question}\nA. {A}\nB. {B}\nC. {C}\nD. {D}\nAnswer:"
@@ -132,11 +132,8 @@ class MMLUTask(LoglikTask):
         }
 
     def metric_defs(self, records: list[dict[str, Any]]) -> list[MetricDef]:
-        return metric_defs(records, self.options.seed)
-
-    def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
         """acc per subject; acc (micro) and acc_macro (over subjects) per category and "all"."""
-        return rows_of(self.metric_defs(records), self.options.n_boot)
+        return metric_defs(records, self.options.seed)
 
 
 def metric_defs(records: list[dict[str, Any]], seed: int) -> list[MetricDef]:

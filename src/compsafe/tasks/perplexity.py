@@ -41,7 +41,7 @@ import numpy as np
 
 from compsafe.data import corpora
 from compsafe.errors import CompsafeError
-from compsafe.metrics.defs import Def, record_ids, rows_of
+from compsafe.metrics.defs import Def, record_ids
 from compsafe.metrics.dialect import gap_defs, paired_defs
 from compsafe.metrics.perplexity import count_bytes, count_words, document_defs, window_defs
 from compsafe.metrics.stats import stable_seed
@@ -117,12 +117,6 @@ class _DocumentTask(LoglikTask):
         if example.text_b is None:
             return {**rec, **docs[0]}
         return {**rec, "aave": docs[0], "sae": docs[1]}
-
-    def corpus_rows(self, name: str, recs: list[dict]) -> list[MetricRow]:
-        return rows_of(corpus_defs(name, recs, self.options.seed), self.options.n_boot)
-
-    def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
-        return rows_of(self.metric_defs(records), self.options.n_boot)
 
 
 class WikiText2Task(_DocumentTask):

@@ -23,10 +23,10 @@ import numpy as np
 
 from compsafe.data.truthfulqa import TruthfulQAData, TruthfulQAItem, load_truthfulqa
 from compsafe.metrics.accuracy import accuracy_defs, mc2_score
-from compsafe.metrics.defs import MetricDef, record_ids, rows_of
+from compsafe.metrics.defs import MetricDef, record_ids
 from compsafe.metrics.stats import stable_seed
 from compsafe.tasks.base import LoglikTask, Render
-from compsafe.types import LoglikRequest, LoglikResponse, MetricRow, TaskOptions
+from compsafe.types import LoglikRequest, LoglikResponse, TaskOptions
 
 QA_PREAMBLE = (
     "Q: What is human life expectancy in the United States?\n"
@@ -123,11 +123,8 @@ class TruthfulQATask(LoglikTask):
         }
 
     def metric_defs(self, records: list[dict[str, Any]]) -> list[MetricDef]:
-        return metric_defs(records, self.options.seed)
-
-    def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
         """mc1 and mc2 (means over questions) per category, per type within "all", and "all"."""
-        return rows_of(self.metric_defs(records), self.options.n_boot)
+        return metric_defs(records, self.options.seed)
 
 
 def metric_defs(records: list[dict[str, Any]], seed: int) -> list[MetricDef]:

@@ -34,7 +34,7 @@ from typing import Any
 from compsafe.data.unqover import CLASSES, UnQoverClass, load_class, word_lists_dir
 from compsafe.data.unqover_gen import UnQoverExample, UnQoverExamples, sample_units
 from compsafe.errors import CompsafeError, UnknownNameError
-from compsafe.metrics.defs import Def, rows_of
+from compsafe.metrics.defs import Def
 from compsafe.metrics.unqover import (
     SCORE_RULES,
     pair_probs,
@@ -42,7 +42,7 @@ from compsafe.metrics.unqover import (
     unqover_defs,
 )
 from compsafe.tasks.base import LoglikTask, Render
-from compsafe.types import LoglikRequest, LoglikResponse, MetricRow, TaskOptions
+from compsafe.types import LoglikRequest, LoglikResponse, TaskOptions
 
 PROMPT_TEMPLATE = "Context: {context}\nQuestion: {question}\nAnswer:"
 CHAT_TEMPLATE = "Context: {context}\nQuestion: {question}"
@@ -157,6 +157,3 @@ class UnQoverTask(LoglikTask):
 
     def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
         return unqover_defs(records, seed=self.options.seed)
-
-    def metrics(self, records: list[dict[str, Any]]) -> list[MetricRow]:
-        return rows_of(self.metric_defs(records), self.options.n_boot)
