@@ -54,17 +54,6 @@ def resolve_model_path(spec: str) -> tuple[str, str]:
     return spec, spec
 
 
-def _quantization_config(source: str) -> dict | None:
-    """``quantization_config`` from a checkpoint's config, without loading weights."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError):
-        return None  # from_pretrained will report the problem with the model itself
-    return getattr(config, "quantization_config", None)
-
-
 @dataclass
 class HFModel:
     """A loaded causal LM with its tokenizer, ready to score requests."""
@@ -91,7 +80,7 @@ class HFModel:
         batch_size: int | None = None,
     ) -> HFModel:
         """Load ``spec`` (see ``resolve_model_path``) onto the chosen device in eval mode."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         source, name = resolve_model_path(spec)
         dev = pick_device(device)
@@ -100,22 +89,23 @@ class HFModel:
             configure_cpu_threads()
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
-            quantized = _quantization_config(source) is not None
+            config = AutoConfig.from_pretrained(source)
+            qconfig = getattr(config, "quantization_config", None)
             # A pre-quantized checkpoint (GPTQ, AWQ, bitsandbytes) loads through transformers'
             # own integration, placed at load time: bitsandbytes models refuse ``.to()``.
-            placement = {"device_map": {"": str(dev)}} if quantized else {}
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **placement)
+            placement = {"device_map": {"": str(dev)}} if qconfig is not None else {}
+            model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype,
+                                                         **placement)
         except OSError as e:
             raise ModelLoadError(f"cannot load model {spec!r} (tried {source}): {e}") from e
         except ImportError as e:  # a quantized checkpoint whose backend is not installed
             raise ModelLoadError(f"cannot load model {spec!r}: {e}") from e
-        if not quantized:
+        if qconfig is None:
             model.to(dev)
         model.eval()
         if batch_size is None:
             batch_size = 64 if dev.type == "cuda" else 16
         info = read_compression_info(source) if Path(source).is_dir() else None
-        qconfig = getattr(model.config, "quantization_config", None)
         if qconfig is not None and not isinstance(qconfig, dict):
             qconfig = qconfig.to_dict()
         return cls(model, tokenizer, name, source, batch_size, info, qconfig)
