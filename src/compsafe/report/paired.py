@@ -34,7 +34,7 @@ import numpy as np
 
 from compsafe.errors import CompsafeError
 from compsafe.metrics.defs import MetricDef, Stratum
-from compsafe.metrics.stats import stable_seed
+from compsafe.metrics.stats import percentile_interval, stable_seed
 from compsafe.report.load import load_runs, resolve_store
 from compsafe.report.metric_info import harm, metric_info
 from compsafe.report.rebuild import run_defs
@@ -192,9 +192,7 @@ def paired_stat(da: MetricDef, db: MetricDef, n_boot: int, seed: int) -> dict[st
         idx = [rng.integers(0, m, size=(b, m)) for m in sizes]
         diffs.append(_replicates(db, cb, idx) - _replicates(da, ca, idx))
     reps = np.concatenate(diffs) if diffs else np.array([])
-    ok = reps[np.isfinite(reps)]
-    if len(ok):
-        out["ci_low"], out["ci_high"] = (float(x) for x in np.quantile(ok, [0.025, 0.975]))
+    out["ci_low"], out["ci_high"] = percentile_interval(reps[np.isfinite(reps)])
     if da.binary is not None and db.binary is not None and len(ca) == 1:
         ya, yb = (np.asarray(f(c), dtype=bool) for f, c in ((da.binary, ca[0]),
                                                               (db.binary, cb[0])))
