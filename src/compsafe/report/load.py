@@ -14,12 +14,11 @@ from pathlib import Path
 
 from compsafe.errors import CompsafeError
 from compsafe.report.metric_info import metric_info
-from compsafe.store import Store
+from compsafe.store import STORE_FILE, Store
+from compsafe.store.schema import LINEAGE_COLUMNS
 
-STORE_FILE = "compsafe.sqlite"
-
-LINEAGE_KEYS = ("base_model", "base_fingerprint", "spec_key", "spec_label", "method",
-                "sparsity", "structure", "bits", "group_size")
+# The lineage as reports use it (the spec itself stays in the run's ``spec``).
+LINEAGE_KEYS = tuple(c for c in LINEAGE_COLUMNS if c != "spec_json")
 TIDY_KEYS = ("run_key", "model", *LINEAGE_KEYS, "task", "subset", "group", "metric", "value",
              "n", "ci_low", "ci_high", "dimension", "scorer")
 """Columns of ``load_tidy`` rows, in export order (``scorer``: the generation scorer's name,

@@ -60,7 +60,7 @@ def run_eval(args) -> int:
 
     # Imported only now: torch takes a second or two to import, and a typo should not wait.
     from compsafe.models.hf import HFModel
-    from compsafe.store import Store
+    from compsafe.store import STORE_FILE, Store
 
     model = HFModel.load(args.model, device=args.device, dtype=args.dtype,
                          batch_size=args.batch_size)
@@ -70,7 +70,7 @@ def run_eval(args) -> int:
              fingerprint)
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
-    with Store(args.store or args.out / "compsafe.sqlite") as store:
+    with Store(args.store or args.out / STORE_FILE) as store:
         for task in tasks:
             results.append(evaluate_task(model, task, store, fingerprint,
                                          checkpoint_every=args.checkpoint_every,

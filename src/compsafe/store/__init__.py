@@ -3,4 +3,7 @@
 from compsafe.store.schema import SCHEMA_VERSION, STATUSES, StoreError
 from compsafe.store.sqlite import Store
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "Store", "StoreError"]
+STORE_FILE = "compsafe.sqlite"
+"""The store's file name inside an output folder (eval's --out, a sweep's out)."""
+
+__all__ = ["SCHEMA_VERSION", "STATUSES", "STORE_FILE", "Store", "StoreError"]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from compsafe.compress.spec import Calibration, CompressionSpec
 from compsafe.errors import CompsafeError
+from compsafe.store import STORE_FILE
 from compsafe.sweep.overrides import apply_overrides, normalize
 from compsafe.sweep.settings import parse_calibration, parse_specs
 from compsafe.sweep.validate import Fields, expect
@@ -93,7 +94,7 @@ class SweepConfig:
 
     @property
     def store_path(self) -> Path:
-        return self.out / "compsafe.sqlite"
+        return self.out / STORE_FILE
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:
