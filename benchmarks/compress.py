@@ -20,7 +20,7 @@ group), so 4-bit quantization changes it less than it would change a native bf16
     python benchmarks/compress.py --nsamples 16 --max-chunks 20    # a quick check
     python benchmarks/compress.py --methods wanda-50,wanda-50@fp32   # the bf16 speed-up
 
-Calibration forwards use ``--forward-dtype auto`` (bf16 autocast on CUDA and on CPUs with
+Calibration forwards use ``--forward-dtype auto`` (bf16 on CUDA and on CPUs with
 AMX/AVX512-BF16, as the reference implementations run fp16 models; statistics stay fp32);
 ``wanda-50@fp32`` is the same Wanda with float32 forwards, measured in the same run.
 """
@@ -51,7 +51,7 @@ CONFIGS = {  # label -> compress flags
     "rtn-w4": ["--method", "rtn", "--bits", "4"],
     "gptq-w4": ["--method", "gptq", "--bits", "4"],
     "awq-w4": ["--method", "awq", "--bits", "4"],
-    # The same Wanda with float32 calibration forwards: the baseline for the bf16-autocast
+    # The same Wanda with float32 calibration forwards: the baseline for the bf16-forward
     # speed-up (``--forward-dtype auto`` on a CPU with AMX/AVX512-BF16), and its ppl cost.
     "wanda-50@fp32": ["--method", "wanda", "--sparsity", "0.5", "--forward-dtype", "float32"],
 }
@@ -141,7 +141,7 @@ def main() -> None:
                      "eval_s": time.perf_counter() - t,
                      "compress_s": sum(times.get(k, 0) for k in
                                        ("calibration_s", "gradients_s", "compress_s")),
-                     "wall_s": info["wall_time_s"],
+                     "wall_s": info["wall_time_s"], "process_s": info["process_s"],
                      "peak_gib": info["peak_memory"]["bytes"] / 2**30,
                      "phase_gib": (info["peak_memory"].get("compress_phase_bytes") or 0) / 2**30,
                      "summary": info["summary"]})
@@ -154,16 +154,18 @@ def main() -> None:
           f"{args.nsamples} x {args.seqlen} tokens; quantization group size "
           f"{args.group_size or 'per channel'}; {available_cores()} CPU cores")
     print("compress s: calibration + gradients + layer-wise pass; wall s: also loading and "
-          "fingerprinting; peak GiB: process max RSS (CUDA max allocated on GPU) / the "
-          "compression phase's own peak")
+          "fingerprinting; command s: the whole `compsafe compress` process (interpreter "
+          "start, imports, saving); peak GiB: process max RSS (CUDA max allocated on GPU) / "
+          "the compression phase's own peak")
     print(f"{'method':<16}{'ppl':>10}{'x dense':>9}{'compress s':>12}{'wall s':>9}"
-          f"{'peak GiB':>13}  {'forwards':<9} achieved")
+          f"{'command s':>11}{'peak GiB':>13}  {'forwards':<9} achieved")
     for r in rows:
         s = r.get("summary", {})
         ach = (f"sparsity {s['sparsity']:.4f}" if "sparsity" in s else
                f"rel.err {s['mean_rel_error']:.4f}" if "mean_rel_error" in s else "")
         print(f"{r['key']:<16}{r['ppl']:>10.3f}{r['ppl'] / dense['ppl']:>9.2f}"
               f"{r.get('compress_s', 0):>12.1f}{r.get('wall_s', 0):>9.1f}"
+              f"{r.get('process_s', 0):>11.1f}"
               f"{r.get('peak_gib', 0):>7.2f}/{r.get('phase_gib', 0):<5.2f}  "
               f"{r.get('forward_dtype') or '-':<9} {ach}")
     by_key = {r["key"]: r for r in rows}
@@ -175,9 +177,10 @@ def main() -> None:
     if args.nsamples == 128 and args.seqlen == 512:
         for r in rows:
             if r.get("key") in TARGETS:
-                ok = "meets" if r["wall_s"] <= TARGETS[r["key"]] else "MISSES"
-                print(f"speed target: {r['key']} {r['wall_s']:.0f} s vs {TARGETS[r['key']]} s "
-                      f"({ok})")
+                # Judged on the whole command, the time a user waits for.
+                ok = "meets" if r["process_s"] <= TARGETS[r["key"]] else "MISSES"
+                print(f"speed target: {r['key']} command {r['process_s']:.0f} s (compression "
+                      f"{r['wall_s']:.0f} s) vs {TARGETS[r['key']]} s ({ok})")
     (work / "benchmark.json").write_text(json.dumps(rows, indent=2))
     print(f"models and benchmark.json in {work}")
 

@@ -126,14 +126,18 @@ def test_find_blocks_generic(arch, where, n_linear):
     assert len(find_linears(blocks[0])) == n_linear
 
 
-@pytest.mark.parametrize("arch", ["opt", "gpt_neox", "gpt2"])
-def test_sequential_pass_runs_on_other_architectures(arch):
+@pytest.mark.parametrize("forward_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("arch", ["opt", "gpt_neox", "gpt2", "qwen2"])
+def test_sequential_pass_runs_on_other_architectures(arch, forward_dtype):
     model = _tiny(arch)
     tokens = torch.randint(0, 128, (3, 16))
     reports, _ = compress_sequential(model, CompressionSpec(method="wanda", structure="2:4"),
-                                     tokens, batch_size=2, progress=False)
+                                     tokens, batch_size=2, progress=False,
+                                     forward_dtype=forward_dtype)
     assert len(reports) == 2 * len(find_linears(find_blocks(model)[1][0]))
     assert all(r["sparsity"] == 0.5 for r in reports.values())
+    # the forwards' precision never leaks into the weights that are kept
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
 def test_model_without_blocks_is_one_clear_error():
@@ -322,22 +326,34 @@ def test_compression_json_fields(tiny_tied_llama, calib_file, tmp_path):
 
 def test_bf16_forwards_keep_fp32_statistics_and_exact_sparsity(tiny_tied_llama, calib_file,
                                                                  tmp_path):
-    """bf16 autocast speeds the calibration forwards; X^T X must still be float32, and the
-    result close to float32 forwards (the same mask on all but a few near-tie weights)."""
-    from compsafe.compress.layers import forward_precision
+    """bf16 forwards speed up calibration; the block's float32 weights come back bit for
+    bit, X^T X is float32 (of the bf16 inputs the layer really saw), and the result is
+    close to float32 forwards (the same mask on all but a few near-tie weights)."""
+    from compsafe.compress.layers import cast_inputs, cast_parameters
     from compsafe.compress.stats import collect
 
     block = AutoModelForCausalLM.from_pretrained(tiny_tied_llama).model.layers[0]
+    before = {k: v.clone() for k, v in block.state_dict().items()}
     x = torch.randn(2, 16, 64)
+    mask = torch.full((2, 1, 16, 16), torch.finfo(torch.float32).min).triu(1)
     pos = (torch.ones(2, 16, 16), torch.zeros(2, 16, 16))  # rotary cos/sin
-    lin = {"q": block.self_attn.q_proj}
-    with collect(lin, {"hessian", "act"}) as stats, forward_precision(
-            torch.device("cpu"), torch.bfloat16):
-        block(x, position_embeddings=pos)
-    xf = x.reshape(-1, 64)
-    xn = block.input_layernorm(xf)
+    [(h, _, kw)] = cast_inputs([(x, (), {"position_embeddings": pos, "attention_mask": mask})],
+                               torch.bfloat16)
+    assert h.dtype == kw["position_embeddings"][0].dtype == torch.bfloat16
+    assert torch.isfinite(kw["attention_mask"]).all()  # clamped, not -inf
+    lin = {"q": block.self_attn.q_proj, "k": block.self_attn.k_proj}
+    with collect(lin, {"hessian", "act"}) as stats, cast_parameters(block, torch.bfloat16):
+        assert block.self_attn.q_proj.weight.dtype == torch.bfloat16
+        out = block(h, **kw)
+        xn = block.input_layernorm(h).reshape(-1, 64).float()
+    assert (out[0] if isinstance(out, tuple) else out).dtype == torch.bfloat16
+    for k, v in block.state_dict().items():
+        assert v.dtype == torch.float32 and torch.equal(v, before[k]), k
     assert stats["q"].xtx.dtype == torch.float32
     torch.testing.assert_close(stats["q"].xtx, xn.T @ xn, rtol=1e-5, atol=1e-4)
+    # q and k share their input: the same statistics, in separate accumulators
+    assert torch.equal(stats["k"].xtx, stats["q"].xtx) and stats["k"].xtx is not stats["q"].xtx
+    torch.testing.assert_close(stats["q"].act_sq_sum, (xn * xn).sum(0))
 
     spec = spec_for(calib_file, method="sparsegpt", sparsity=0.5, forward_dtype="bfloat16")
     out, info = compress(tiny_tied_llama, spec, tmp_path)
@@ -351,6 +367,27 @@ def test_bf16_forwards_keep_fp32_statistics_and_exact_sparsity(tiny_tied_llama, 
         assert (w == 0).float().mean().item() == pytest.approx(0.5, abs=1 / w.shape[1])
         same_mask = ((w == 0) == (ref[name] == 0)).float().mean().item()
         assert same_mask > 0.97, name
+
+
+def test_layers_sharing_an_input_accumulate_their_own_statistics():
+    """q/k/v-style layers fed one tensor share its per-batch X^T X and squares; over
+    several batches each layer's sums still equal a direct computation (no layer adds
+    another's batch into a shared accumulator)."""
+    from compsafe.compress.stats import collect, shared_input_groups
+
+    a, b, c = nn.Linear(8, 4), nn.Linear(8, 6), nn.Linear(4, 3)
+    xs = [torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    with collect({"a": a, "b": b, "c": c}, {"hessian", "act", "inputs"}) as stats:
+        for x in xs:
+            c(a(x) + b(x)[..., :4])
+    rows = torch.cat([x.reshape(-1, 8) for x in xs])
+    for name in ("a", "b"):
+        torch.testing.assert_close(stats[name].xtx, rows.T @ rows)
+        torch.testing.assert_close(stats[name].act_sq_sum, (rows * rows).sum(0))
+        assert stats[name].n_tokens == 30 and stats[name].n_samples == 6
+        torch.testing.assert_close(stats[name].stored_inputs(), rows)
+    assert stats["c"].xtx.shape == (4, 4)
+    assert shared_input_groups(stats) == [["a", "b"], ["c"]]
 
 
 def test_saved_in_the_source_dtype_with_exact_sparsity(tiny_tied_llama, calib_file, tmp_path):

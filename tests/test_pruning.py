@@ -15,6 +15,7 @@ from compsafe.compress.gblm import gblm_prune, gblm_scores
 from compsafe.compress.magnitude import magnitude_prune, magnitude_scores
 from compsafe.compress.masks import (
     layerwise_mask,
+    lowest_k_mask,
     n_pruned,
     nm_mask,
     prune_mask,
@@ -94,6 +95,22 @@ def test_nm_shape_error_names_the_shape():
         sparsegpt_prune(torch.rand(4, 10), torch.eye(10), nm=(2, 4))
     with pytest.raises(ValueError, match="sparsity or an N:M"):
         prune_mask(torch.rand(4, 8), None, None)
+
+
+@pytest.mark.parametrize("levels", [None, 3, 1])  # continuous, heavy ties, all equal
+def test_selection_masks_equal_the_stable_sort_rule(levels):
+    """The kthvalue selection picks exactly the first k of a stable ascending sort, row by
+    row and over a whole matrix, whatever the ties."""
+    scores = torch.rand(7, 40, generator=gen(11))
+    if levels is not None:
+        scores = (scores * levels).floor()
+    for k in (0, 1, 13, 20, 39, 40):
+        by_sort = torch.zeros_like(scores, dtype=torch.bool).scatter_(
+            1, torch.sort(scores, dim=1, stable=True)[1][:, :k], True)
+        assert torch.equal(lowest_k_mask(scores, k), by_sort), k
+    flat = torch.zeros(scores.numel(), dtype=torch.bool)
+    flat[torch.sort(scores.flatten(), stable=True)[1][: 7 * 12]] = True
+    assert torch.equal(layerwise_mask(scores, 0.3), flat.view(scores.shape))
 
 
 def test_layerwise_mask_same_count_single_threshold():

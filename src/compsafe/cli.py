@@ -165,9 +165,10 @@ def _add_compress(sub) -> None:
                    help="SparseGPT/GPTQ Hessian dampening, fraction of mean diagonal (0.01)")
     g.add_argument("--forward-dtype", default="auto",
                    choices=["auto", "float32", "bfloat16", "float16"],
-                   help="precision of the calibration forward passes (autocast; weights and "
-                        "statistics stay float32). auto: bfloat16 on CUDA and on CPUs with "
-                        "AMX/AVX512-BF16, else float32; recorded in compression.json")
+                   help="precision of the calibration forward passes (the block runs in it; the "
+                        "weights compressed and the statistics stay float32). auto: "
+                        "bfloat16 on CUDA and on CPUs with AMX/AVX512-BF16, else float32; "
+                        "recorded in compression.json")
     g.add_argument("--save-dtype", default="source",
                    choices=["source", "float32", "bfloat16", "float16"],
                    help="dtype of the saved weights (default: the source checkpoint's own; "

@@ -16,6 +16,12 @@ The procedure of SparseGPT (Frantar & Alistarh 2023), GPTQ (Frantar et al. 2023)
    the next block's inputs (so later blocks are calibrated on what they will really see),
    and move it back. A 70B model thus needs one block plus the activations on the GPU.
 
+The calibration forwards may run in a lower precision (``forward_dtype``, bf16 where it is
+fast), as the reference implementations run their fp16 models: the block's parameters are
+cast for the forward only (``cast_parameters``; the float32 originals are put back
+untouched and are what gets compressed), and the activations passed between blocks are in
+that dtype. The statistics are always accumulated in float32 (``stats.py``).
+
 Magnitude and RTN need no data and skip steps 2-3's forward passes. Limitation: every
 block receives block 0's keyword arguments, which is exact for Llama, Mistral, Qwen2,
 GPT-NeoX, OPT and GPT-2, but not for models that alternate sliding-window and full
@@ -29,7 +35,7 @@ shared with the input embeddings (a tied ``lm_head``).
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # (hidden states, other positional args, keyword args) of one calibration batch.
 BlockInput = tuple[Tensor, tuple, dict]
+# Methods whose per-layer maths runs on one CPU thread (see compress_sequential).
+SERIAL_METHODS = ("sparsegpt", "gptq", "awq")
 
 
 class _Captured(Exception):
@@ -148,15 +156,37 @@ def run_block(block: nn.Module, inputs: list[BlockInput]) -> list[Tensor]:
     return outs
 
 
-def forward_precision(device: torch.device, dtype: torch.dtype):
-    """Autocast the calibration forwards to ``dtype`` (a no-op for float32).
+@contextmanager
+def cast_parameters(module: nn.Module, dtype: torch.dtype):
+    """Run the body with ``module``'s floating parameters in ``dtype``.
 
-    Matmuls run in ``dtype`` while the residual stream, norms and every statistic stay
-    float32 (the hooks upcast), as the reference implementations' fp16 forwards do.
+    The original tensors are put back afterwards, bit for bit (nothing is rounded through
+    ``dtype``). Buffers keep their dtype: rotary frequencies and masks stay exact.
     """
-    if dtype == torch.float32:
-        return nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    saved = [(p, p.data) for p in module.parameters()
+             if p.is_floating_point() and p.dtype != dtype]
+    for p, data in saved:
+        p.data = data.to(dtype)
+    try:
+        yield
+    finally:
+        for p, data in saved:
+            p.data = data
+
+
+def cast_inputs(inputs: list[BlockInput], dtype: torch.dtype) -> list[BlockInput]:
+    """Captured block inputs with every floating tensor (hidden states, rotary tables,
+    additive attention masks) in ``dtype``; masks' large negative values are clamped to the
+    dtype's finite range instead of becoming -inf."""
+    def cast(value):
+        if isinstance(value, Tensor) and value.is_floating_point() and value.dtype != dtype:
+            info = torch.finfo(dtype)
+            return value.clamp(info.min, info.max).to(dtype)
+        if isinstance(value, (tuple, list)):
+            return type(value)(cast(v) for v in value)
+        return value
+
+    return [(cast(h), cast(a), {k: cast(v) for k, v in kw.items()}) for h, a, kw in inputs]
 
 
 def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor | None,
@@ -169,10 +199,9 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
     ``tokens`` (nsamples, seqlen) are the calibration windows (None for magnitude/RTN);
     ``grads`` the GBLM squared-gradient sums by layer name. ``awq_tokens`` caps the input
     rows AWQ keeps per layer (the first calibration tokens), bounding its memory.
-    ``forward_dtype`` is the autocast precision of the calibration forward passes.
+    ``forward_dtype`` is the precision of the calibration forward passes.
     """
     device = torch.device(device)
-    precision = lambda: forward_precision(device, forward_dtype)  # noqa: E731
     blocks_name, blocks = find_blocks(model)
     want = needs(spec)
     layer_types = getattr(getattr(model, "config", None), "layer_types", None) or ()
@@ -185,8 +214,8 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
     if want:
         if tokens is None:
             raise ValueError(f"{spec.method} needs calibration tokens")
-        with precision():
-            inputs = capture_inputs(model, blocks_name, blocks, tokens, device, batch_size)
+        inputs = capture_inputs(model, blocks_name, blocks, tokens, device, batch_size)
+        inputs = cast_inputs(inputs, forward_dtype)
     reports: dict[str, dict] = {}
     extras: dict[str, Tensor] = {}
     bar = tqdm(blocks, desc=f"{spec.label()} blocks", disable=not progress, unit="block")
@@ -195,19 +224,21 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
         linears = target_linears(model, blocks_name, block, i, spec)
         stats = None
         if want:
-            with collect(linears, want, max_tokens=awq_tokens) as stats, precision():
+            with (collect(linears, want, max_tokens=awq_tokens) as stats,
+                  cast_parameters(block, forward_dtype)):
                 run_block(block, inputs)
         block_grads = {n: grads[n] for n in linears} if grads else None
-        # The per-layer maths is long chains of small ops (SparseGPT/GPTQ visit one column
-        # at a time): on CPU, thread synchronisation costs more than it saves, 30-80x on a
-        # busy 2-core machine (measured), so it runs single-threaded; forwards keep them all.
-        with cpu_threads(1, enabled=device.type == "cpu"):
+        # SparseGPT/GPTQ/AWQ maths is long chains of small ops (one column at a time): on
+        # CPU, thread synchronisation costs more than it saves, 30-80x on a busy 2-core
+        # machine (measured), so it runs single-threaded; forwards keep every thread, and
+        # so do the few large selections of Wanda, magnitude and GBLM.
+        with cpu_threads(1, enabled=device.type == "cpu" and spec.method in SERIAL_METHODS):
             reps, ext = compress_linears(linears, stats, spec, block_grads)
         reports.update(reps)
         extras.update(ext)
         del stats
         if want and i + 1 < len(blocks):  # the last block's outputs feed nothing we compress
-            with precision():
+            with cast_parameters(block, forward_dtype):
                 outs = run_block(block, inputs)
             inputs = [(o, a, k) for o, (_, a, k) in zip(outs, inputs, strict=True)]
         block.to("cpu")

@@ -69,7 +69,7 @@ class CompressionSpec:
     calibration: Calibration = field(default_factory=Calibration)
     skip: tuple[str, ...] = ("lm_head",)  # module names never compressed
     # Precision of the calibration forward passes (weights and statistics stay float32):
-    # "auto" is bfloat16 autocast where bf16 matmuls are fast (CUDA, CPUs with AMX or
+    # "auto" is bfloat16 where bf16 matmuls are fast (CUDA, CPUs with AMX or
     # AVX512-BF16; the reference implementations run fp16 models), float32 elsewhere.
     # The resolved choice is recorded in compression.json; name one for bit-identical
     # results across machines.

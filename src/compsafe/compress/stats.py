@@ -13,7 +13,8 @@ input):
   searches its scales on them), and an input key that tells which layers share one input.
 
 All sums are float32 whatever the model dtype (fp16 sums of squares overflow), and run
-outside any autocast region.
+outside any autocast region. Layers that share one input tensor (q/k/v, gate/up) share its
+per-batch squares and X^T X, computed once.
 
     with collect(linears, {"act"}) as stats: run_block(block, inputs)
 """
@@ -89,35 +90,67 @@ def _same_tensor(a: Tensor, b: Tensor) -> bool:
                       and a.stride() == b.stride())
 
 
-def _hook(stats: LayerStats, needs: set[str], max_tokens: int, seen: list[Tensor]):
-    def accumulate(x: Tensor) -> None:
+class _LastInput:
+    """Per-batch quantities of the last input tensor the hooks saw.
+
+    Layers fed the very same tensor (q/k/v, gate/up) are called one after another, so
+    caching the last input's float32 rows, squares and X^T X computes each once per batch
+    instead of once per layer. Holding the tensor keeps its address from being reused by a
+    different one while it is cached.
+    """
+
+    def __init__(self):
+        self.tensor: Tensor | None = None
+        self.values: dict[str, Tensor] = {}
+
+    def get(self, x: Tensor, key: str, compute) -> Tensor:
+        if self.tensor is None or not _same_tensor(self.tensor, x):
+            self.tensor, self.values = x, {}
+        if key not in self.values:
+            self.values[key] = compute()
+        return self.values[key]
+
+    def clear(self) -> None:
+        self.tensor, self.values = None, {}
+
+
+def _hook(stats: LayerStats, needs: set[str], max_tokens: int, seen: list[Tensor],
+          last: _LastInput):
+    def accumulate(x_in: Tensor) -> None:
         if "inputs" in needs and stats.input_key is None:
             # Layers fed the very same tensor (q/k/v, gate/up) share an input: AWQ groups
             # them. ``seen`` keeps each first input alive until collection ends, so a later
             # tensor cannot reuse a freed address and be mistaken for an earlier one.
-            match = next((i for i, t in enumerate(seen) if _same_tensor(t, x)), None)
+            match = next((i for i, t in enumerate(seen) if _same_tensor(t, x_in)), None)
             if match is None:
-                seen.append(x)
+                seen.append(x_in)
                 match = len(seen) - 1
             stats.input_key = (match,)
-        n_samples = x.shape[0] if x.dim() > 2 else 1
-        x = x.reshape(-1, x.shape[-1]).float()
-        stats.n_tokens += x.shape[0]
-        stats.n_samples += n_samples
+        stats.n_tokens += x_in.numel() // x_in.shape[-1]
+        stats.n_samples += x_in.shape[0] if x_in.dim() > 2 else 1
+        x = last.get(x_in, "rows", lambda: x_in.reshape(-1, x_in.shape[-1]).float())
+        # The cached per-batch values are shared between layers: accumulators start as
+        # copies and are only ever updated in place after that.
         if "act" in needs:
-            sq = (x * x).sum(0)
-            stats.act_sq_sum = sq if stats.act_sq_sum is None else stats.act_sq_sum + sq
+            sq = last.get(x_in, "act", lambda: (x * x).sum(0))
+            if stats.act_sq_sum is None:
+                stats.act_sq_sum = sq.clone()
+            else:
+                stats.act_sq_sum.add_(sq)
         if "hessian" in needs:
-            xtx = x.T @ x
-            stats.xtx = xtx if stats.xtx is None else stats.xtx.add_(xtx)
+            xtx = last.get(x_in, "hessian", lambda: x.T @ x)
+            if stats.xtx is None:
+                stats.xtx = xtx.clone()
+            else:
+                stats.xtx.add_(xtx)
         if "inputs" in needs:
             have = sum(t.shape[0] for t in stats.inputs)
             if have < max_tokens:
                 stats.inputs.append(x[: max_tokens - have].clone())
 
     def hook(module, args, output):
-        # The forward may run under bf16 autocast (``forward_precision``); the statistics
-        # must not: X^T X in bf16 would lose the precision SparseGPT/GPTQ rely on.
+        # The forward may run in bf16 (``layers.cast_parameters``); the statistics must
+        # not: X^T X in bf16 would lose the precision SparseGPT/GPTQ rely on.
         with torch.autocast(args[0].device.type, enabled=False):
             accumulate(args[0].detach())
 
@@ -132,7 +165,8 @@ def collect(linears: dict[str, nn.Module], needs: set[str], max_tokens: int = 16
         raise ValueError(f"unknown statistics {sorted(unknown)}; known: {NEEDS}")
     stats = {name: LayerStats() for name in linears}
     seen: list[Tensor] = []
-    handles = [m.register_forward_hook(_hook(stats[n], set(needs), max_tokens, seen))
+    last = _LastInput()
+    handles = [m.register_forward_hook(_hook(stats[n], set(needs), max_tokens, seen, last))
                for n, m in linears.items()]
     try:
         yield stats
@@ -140,6 +174,7 @@ def collect(linears: dict[str, nn.Module], needs: set[str], max_tokens: int = 16
         for h in handles:
             h.remove()
         seen.clear()
+        last.clear()
 
 
 def shared_input_groups(stats: dict[str, LayerStats]) -> list[list[str]]:
