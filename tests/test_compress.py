@@ -508,15 +508,18 @@ def test_bitsandbytes_missing_is_one_line(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("method", ["llm_int8", "nf4"])
 def test_bitsandbytes_compress_then_eval_pairs_with_dense(method, tiny_tied_llama, tmp_path,
-                                                          data_cache):
+                                                          data_cache, monkeypatch):
     """LLM.int8 / NF4 through bitsandbytes (CPU since 0.46): the saved directory loads and
-    evaluates, its weights really are int8 / packed 4-bit, and its runs name the dense base."""
+    evaluates, its weights really are int8 / packed 4-bit, and its runs name the dense base,
+    whose fingerprint is read from the checkpoint without loading the dense model."""
     pytest.importorskip("bitsandbytes")
     from compsafe.store import Store
 
     out = tmp_path / method
-    assert main(["-q", "compress", "--model", str(tiny_tied_llama), "--method", method,
-                 "--out", str(out)]) == 0
+    with monkeypatch.context() as m:
+        m.setattr(HFModel, "load", classmethod(lambda *a, **k: pytest.fail("dense loaded")))
+        assert main(["-q", "compress", "--model", str(tiny_tied_llama), "--method", method,
+                     "--out", str(out)]) == 0
     info = json.loads((out / "compression.json").read_text())
     assert info["label"] == method and "bitsandbytes" in info["storage"]
     model = HFModel.load(str(out), device="cpu")

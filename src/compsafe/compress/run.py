@@ -243,18 +243,28 @@ def _bitsandbytes(model_spec: str, spec: CompressionSpec, out_dir: Path, dev: to
                             "pip install bitsandbytes")
     from importlib.metadata import version
 
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    from compsafe.models.hf import HFModel
+    from compsafe.models.fingerprint import checkpoint_fingerprint, local_checkpoint_dir
+    from compsafe.models.hf import HFModel, resolve_model_path
 
     t0 = time.perf_counter()
     reset_peak_memory(dev)
-    # The dense model's name and weights fingerprint, so the result pairs with its baseline.
-    dense = HFModel.load(model_spec, device="cpu", dtype="float32")
-    source = {"spec": model_spec, "name": dense.name, "path": dense.source,
-              "fingerprint": dense.fingerprint()}
-    tokenizer = dense.tokenizer
-    del dense
+    # The dense model's name and weights fingerprint, so the result pairs with its baseline:
+    # read from the checkpoint one tensor at a time where possible, so a model quantized to
+    # fit in memory never has to fit there in float32 first.
+    path, name = resolve_model_path(model_spec)
+    local = local_checkpoint_dir(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise CompsafeError(f"cannot load the tokenizer of {model_spec!r}: {e}") from e
+    fingerprint = checkpoint_fingerprint(local, tokenizer) if local is not None else None
+    if fingerprint is None:
+        dense = HFModel.load(model_spec, device="cpu", dtype="float32")
+        fingerprint = dense.fingerprint()
+        del dense
+    source = {"spec": model_spec, "name": name, "path": path, "fingerprint": fingerprint}
     if spec.method == "llm_int8":
         config = BitsAndBytesConfig(load_in_8bit=True)
     else:

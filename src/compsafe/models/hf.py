@@ -10,7 +10,6 @@ requests through prefix-shared, length-sorted batches (see ``loglik.py``).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from compsafe.compress.lineage import read_compression_info
 from compsafe.errors import ModelLoadError
 from compsafe.models.device import configure_cpu_threads, pick_device, pick_dtype
 from compsafe.models.embedded import DEFAULT_NAME, convert_gguf, embedded_model_dir, gguf_cache_dir
+from compsafe.models.fingerprint import fingerprint_tensors
 from compsafe.models.loglik import score_token_pairs
 from compsafe.models.tokenize import encode_pair
 from compsafe.types import LoglikRequest, LoglikResponse
@@ -172,14 +172,6 @@ class HFModel:
         """Content hash of the weights (names, dtypes, shapes, bytes) and the tokenizer.
 
         Part of every run key, so results of a dense model can never be served for a
-        compressed one, whatever the directory is called.
+        compressed one, whatever the directory is called (``models/fingerprint.py``).
         """
-        h = hashlib.sha256()
-        for name, tensor in sorted(self.model.state_dict().items()):
-            t = tensor.detach().contiguous().cpu()
-            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        vocab = sorted(self.tokenizer.get_vocab().items())
-        h.update(repr(vocab).encode())
-        h.update(repr(getattr(self.tokenizer, "chat_template", None)).encode())
-        return h.hexdigest()[:20]
+        return fingerprint_tensors(sorted(self.model.state_dict().items()), self.tokenizer)

@@ -1,0 +1,160 @@
+"""Content fingerprints of a model: its weights as loaded plus its tokenizer.
+
+``fingerprint_tensors`` is the one definition: sha256 over the state dict in name order
+(name, dtype, shape, raw bytes), then the vocabulary and the chat template. It is part of
+every run key, so results of a dense model can never be served for a compressed one.
+
+``checkpoint_fingerprint`` computes the same value for a safetensors checkpoint loaded in
+float32 *without loading the model*: it reads one tensor at a time, so fingerprinting a
+70B checkpoint costs one tensor of memory instead of 280 GB. ``compress --method llm_int8``
+needs the dense model's fingerprint (to pair the result with its dense runs) but never
+the dense model itself. Where the checkpoint's names do not map one to one onto the
+model's state dict (renamed legacy keys, persistent buffers that are not saved), it
+returns None and the caller loads the model instead.
+
+    fp = checkpoint_fingerprint("models/llama", tokenizer) or HFModel.load(...).fingerprint()
+    local = local_checkpoint_dir("meta-llama/Llama-2-70b-hf")  # a hub id's cached snapshot
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+_INDEX = "model.safetensors.index.json"
+_SINGLE = "model.safetensors"
+
+
+def fingerprint_tensors(named: Iterable[tuple[str, torch.Tensor]], tokenizer) -> str:
+    """The fingerprint of (name, tensor) pairs *in name order* and ``tokenizer``.
+
+    The pairs are consumed one at a time, so a generator that reads each tensor from disk
+    keeps only one in memory.
+    """
+    h = hashlib.sha256()
+    for name, tensor in named:
+        t = tensor.detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    vocab = sorted(tokenizer.get_vocab().items())
+    h.update(repr(vocab).encode())
+    h.update(repr(getattr(tokenizer, "chat_template", None)).encode())
+    return h.hexdigest()[:20]
+
+
+def _weight_files(model_dir: Path) -> dict[str, Path] | None:
+    """Checkpoint tensor name -> the safetensors file holding it, or None if not safetensors."""
+    if (model_dir / _INDEX).is_file():
+        weight_map = json.loads((model_dir / _INDEX).read_text())["weight_map"]
+        return {name: model_dir / file for name, file in weight_map.items()}
+    if (model_dir / _SINGLE).is_file():
+        from safetensors import safe_open
+
+        with safe_open(model_dir / _SINGLE, "pt") as f:
+            return dict.fromkeys(f.keys(), model_dir / _SINGLE)
+    return None
+
+
+def _alias_groups(model: torch.nn.Module) -> dict[str, list[str]]:
+    """Every state-dict name -> all names sharing its tensor (tied weights), on a meta model."""
+    by_tensor: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        by_tensor.setdefault(id(p), []).append(name)
+    groups = {}
+    for names in by_tensor.values():
+        for n in names:
+            groups[n] = names
+    return groups
+
+
+def _expected_state(model_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
+    """The float32 model's state dict as meta tensors (names, shapes, dtypes; no memory),
+    and its tied-weight groups."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_dir)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model.state_dict(), _alias_groups(model)
+
+
+def checkpoint_fingerprint(model_dir: str | Path, tokenizer) -> str | None:
+    """``HFModel.load(model_dir, dtype="float32").fingerprint()``, one tensor at a time.
+
+    None when the checkpoint is not in safetensors, is quantized, or its names do not
+    account for every entry of the model's state dict.
+    """
+    from safetensors import safe_open
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        return None
+    if "quantization_config" in json.loads((model_dir / "config.json").read_text()):
+        return None
+    files = _weight_files(model_dir)
+    if files is None:
+        return None
+    try:
+        expected, aliases = _expected_state(model_dir)
+    except (ValueError, RuntimeError, TypeError, NotImplementedError, KeyError) as e:
+        log.info("%s: cannot build the model skeleton (%s); fingerprinting the loaded model",
+                 model_dir, e)
+        return None
+    where: dict[str, str] = {}  # state-dict name -> checkpoint name holding its tensor
+    for name in expected:
+        stored = next((a for a in aliases.get(name, [name]) if a in files), None)
+        if stored is None:
+            log.info("%s: %s is not in the checkpoint; fingerprinting the loaded model",
+                     model_dir, name)
+            return None
+        where[name] = stored
+
+    def tensors():
+        handles = {}
+        try:
+            for name in sorted(expected):
+                path = files[where[name]]
+                if path not in handles:
+                    handles[path] = safe_open(path, "pt")
+                t = handles[path].get_tensor(where[name])
+                want = expected[name]
+                if tuple(t.shape) != tuple(want.shape):
+                    raise _Mismatch(f"{name}: checkpoint shape {tuple(t.shape)}, model "
+                                    f"{tuple(want.shape)}")
+                # from_pretrained(dtype=float32) casts floating tensors and keeps the rest.
+                yield name, t.to(want.dtype) if t.is_floating_point() else t
+        finally:
+            handles.clear()
+
+    try:
+        return fingerprint_tensors(tensors(), tokenizer)
+    except _Mismatch as e:
+        log.info("%s: %s; fingerprinting the loaded model", model_dir, e)
+        return None
+
+
+class _Mismatch(Exception):
+    """The checkpoint does not match the model's state dict one to one."""
+
+
+def local_checkpoint_dir(source: str) -> Path | None:
+    """``source`` itself if it is a directory; for a hub id, its snapshot in the Hugging Face
+    cache (config, tokenizer and safetensors files only, the ones ``from_pretrained``
+    fetches anyway); None when neither is at hand."""
+    if Path(source).is_dir():
+        return Path(source)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors",
+                                                              "*.model", "*.txt"]))
+    except Exception as e:  # offline, gated, missing: the caller loads the model instead
+        log.info("no local snapshot of %s (%s)", source, e)
+        return None
