@@ -542,6 +542,8 @@ def test_prequantized_checkpoint_lineage_from_its_config(tiny_tied_llama, tmp_pa
     pytest.importorskip("bitsandbytes")
     from transformers import AutoTokenizer, BitsAndBytesConfig
 
+    from compsafe.report.load import load_runs
+    from compsafe.report.paired import pair_runs
     from compsafe.store import Store
 
     out = tmp_path / "hub-style-nf4"
@@ -558,6 +560,11 @@ def test_prequantized_checkpoint_lineage_from_its_config(tiny_tied_llama, tmp_pa
         [run] = st.runs()
     assert (run["method"], run["base_model"], run["base_fingerprint"]) == (
         "nf4", "tiny-llama-tied", None)
+    # no fingerprint to match on: the report pairs it with the dense run of that name
+    assert main(["-q", "eval", "--model", str(tiny_tied_llama), "--tasks", "bbq", "--limit",
+                 "1", "--n-boot", "0", "--out", str(runs), "--data-dir", str(data_cache)]) == 0
+    [(base, other)] = pair_runs(load_runs(runs))
+    assert (base["model"], other["method"]) == ("tiny-llama-tied", "nf4")
 
 
 def test_quantization_configs_map_to_specs():

@@ -82,3 +82,46 @@ def test_checkpoint_missing_a_tensor_falls_back(embedded_tokenizer, tmp_path):
 def test_embedded_model(embedded_model):
     assert checkpoint_fingerprint(embedded_model.source, embedded_model.tokenizer) == \
         embedded_model.fingerprint()
+
+
+# --- a dense model's identity as a base does not depend on the dtype it was evaluated in
+
+
+def test_float32_identity_of_a_bf16_load(embedded_tokenizer, tmp_path, monkeypatch):
+    """A float32 checkpoint evaluated in bf16 (the GPU default) keeps the identity compress
+    records for it; a bf16 checkpoint too, read from disk or, failing that, upcast."""
+    import compsafe.models.hf as hf
+
+    fp32_dir = _save(_tiny("llama-tied", len(embedded_tokenizer)), embedded_tokenizer,
+                     tmp_path / "fp32")
+    bf16_dir = _save(_tiny("llama-tied", len(embedded_tokenizer)).to(torch.bfloat16),
+                     embedded_tokenizer, tmp_path / "bf16")
+    for path in (fp32_dir, bf16_dir):
+        model = HFModel.load(str(path), device="cpu", dtype="bfloat16")
+        assert model.fingerprint() != _loaded(path)  # the run key does see the dtype
+        assert model.float32_fingerprint() == _loaded(path)
+    monkeypatch.setattr(hf, "checkpoint_fingerprint", lambda *a: None)
+    model = HFModel.load(str(bf16_dir), device="cpu", dtype="bfloat16")
+    assert model.float32_fingerprint() == _loaded(bf16_dir)
+
+
+def test_compressed_model_pairs_with_its_bf16_dense_run(embedded_tokenizer, tmp_path,
+                                                        data_cache):
+    """Dense evaluated in bf16, the compressed copy in float32: one pair in the report."""
+    from compsafe.cli import main
+    from compsafe.report.load import load_runs
+    from compsafe.report.paired import pair_runs
+
+    dense = _save(_tiny("llama-tied", len(embedded_tokenizer)), embedded_tokenizer,
+                  tmp_path / "tiny")
+    pruned = tmp_path / "tiny-mag"
+    assert main(["-q", "compress", "--model", str(dense), "--method", "magnitude",
+                 "--sparsity", "0.5", "--out", str(pruned)]) == 0
+    runs = tmp_path / "runs"
+    for model, dtype in ((dense, "bfloat16"), (pruned, "float32")):
+        assert main(["-q", "eval", "--model", str(model), "--dtype", dtype, "--tasks", "bbq",
+                     "--limit", "1", "--n-boot", "0", "--out", str(runs),
+                     "--data-dir", str(data_cache)]) == 0
+    [(base, other)] = pair_runs(load_runs(runs))
+    assert (base["method"], other["method"]) == ("dense", "magnitude")
+    assert base["model_fingerprint"] != base["base_fingerprint"] == other["base_fingerprint"]

@@ -91,7 +91,9 @@ class Lineage:
         cannot describe (the run is stored without lineage; reports cannot pair it).
 
         A compressed model with method ``dense`` (a plain copy) is still its source's
-        dense baseline.
+        dense baseline. ``fingerprint`` is used only for a dense model: its float32
+        fingerprint (``HFModel.float32_fingerprint``), the one compress records for its
+        sources.
         """
         if info is not None:
             try:

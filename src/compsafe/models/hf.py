@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,7 +21,11 @@ from compsafe.compress.lineage import read_compression_info
 from compsafe.errors import ModelLoadError
 from compsafe.models.device import configure_cpu_threads, pick_device, pick_dtype
 from compsafe.models.embedded import DEFAULT_NAME, convert_gguf, embedded_model_dir, gguf_cache_dir
-from compsafe.models.fingerprint import fingerprint_tensors
+from compsafe.models.fingerprint import (
+    checkpoint_fingerprint,
+    fingerprint_tensors,
+    local_checkpoint_dir,
+)
 from compsafe.models.loglik import score_token_pairs
 from compsafe.models.tokenize import encode_pair
 from compsafe.types import LoglikRequest, LoglikResponse
@@ -70,6 +74,7 @@ class HFModel:
     base_model: str | None = None
     """The dense model this one was compressed from, when no compression.json says so
     (a pre-quantized hub checkpoint): set by ``compsafe eval --base-model``."""
+    _float32_fingerprint: str | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def load(
@@ -175,3 +180,28 @@ class HFModel:
         compressed one, whatever the directory is called (``models/fingerprint.py``).
         """
         return fingerprint_tensors(sorted(self.model.state_dict().items()), self.tokenizer)
+
+    def float32_fingerprint(self, own: str | None = None) -> str:
+        """This model's identity as a dense base: its fingerprint when loaded in float32.
+
+        ``compsafe compress`` loads its source in float32 and records that fingerprint, so
+        a compressed model pairs with its dense runs whatever dtype they were evaluated in
+        (bf16 by default on a GPU). Equal to ``fingerprint()`` (``own``, if already
+        computed) for a float32 model. For one loaded in another dtype it is read from the
+        checkpoint tensor by tensor (``checkpoint_fingerprint``); failing that, it is the
+        fingerprint of the weights upcast to float32, which is exact when the checkpoint
+        is stored in the dtype it was loaded in. Computed once per loaded model.
+        """
+        if self._float32_fingerprint is None:
+            state = self.model.state_dict()
+            if all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point()):
+                fp = own or self.fingerprint()
+            else:
+                local = local_checkpoint_dir(self.source)
+                fp = checkpoint_fingerprint(local, self.tokenizer) if local else None
+                if fp is None:
+                    fp = fingerprint_tensors(
+                        ((n, t.float() if t.is_floating_point() else t)
+                         for n, t in sorted(state.items())), self.tokenizer)
+            self._float32_fingerprint = fp
+        return self._float32_fingerprint

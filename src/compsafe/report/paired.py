@@ -84,8 +84,17 @@ def _comparable(config: dict | None) -> Any:
     return config
 
 
-def _base_id(run: dict) -> str:
-    return run.get("base_fingerprint") or run["base_model"]
+def _base_id(run: dict) -> tuple[str, str]:
+    """Which dense model a run descends from: its weights fingerprint where recorded, else
+    its name (a checkpoint quantized elsewhere, named by ``eval --base-model``)."""
+    if run.get("base_fingerprint"):
+        return ("fingerprint", run["base_fingerprint"])
+    return ("name", run["base_model"])
+
+
+def _base_ids(run: dict) -> list[tuple[str, str]]:
+    """Every id under which a baseline run can be found: fingerprint and name."""
+    return [_base_id(run), ("name", run["base_model"])]
 
 
 def _matches(run: dict, name: str) -> bool:
@@ -96,6 +105,9 @@ def pair_runs(runs: Sequence[dict], baseline: str = "dense",
               models: Iterable[str] | None = None) -> list[tuple[dict, dict]]:
     """(baseline run, compressed run) pairs: same base model, task and task config.
 
+    The base model is matched on its weights fingerprint when the compressed run records
+    one, and on its name otherwise (``_base_id``).
+
     ``models`` keeps compressed runs whose model name or spec label is listed. The newest
     baseline run wins when several match.
     """
@@ -104,7 +116,8 @@ def pair_runs(runs: Sequence[dict], baseline: str = "dense",
     base: dict[tuple, dict] = {}
     for r in done:
         if r.get("spec_label") == baseline or (baseline == "dense" and r["method"] == "dense"):
-            base[(_base_id(r), r["task"], repr(_comparable(r["config"])))] = r
+            for base_id in _base_ids(r):
+                base[(base_id, r["task"], repr(_comparable(r["config"])))] = r
     pairs = []
     for r in done:
         key = (_base_id(r), r["task"], repr(_comparable(r["config"])))

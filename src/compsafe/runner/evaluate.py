@@ -110,8 +110,13 @@ def evaluate_task(
     prompt = task.options.prompt.to_dict()
     key = run_key(fingerprint, task.name, task.version, config, prompt, __version__)
     examples = task.examples()
-    lineage = Lineage.of(model.name, fingerprint, getattr(model, "compression_info", None),
-                         getattr(model, "quantization_config", None),
+    info = getattr(model, "compression_info", None)
+    qconfig = getattr(model, "quantization_config", None)
+    base_fingerprint = fingerprint
+    if info is None and qconfig is None and hasattr(model, "float32_fingerprint"):
+        # A dense model is its own base, identified as compress identifies its sources.
+        base_fingerprint = model.float32_fingerprint(fingerprint)
+    lineage = Lineage.of(model.name, base_fingerprint, info, qconfig,
                          getattr(model, "base_model", None))
     status = store.start_run(key, model.name, fingerprint, task.name, task.version,
                              {"task": config, "prompt": prompt}, __version__,
