@@ -197,6 +197,7 @@ class HFModel:
             if all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point()):
                 fp = own or self.fingerprint()
             else:
+                log.info("%s: reading its checkpoint for its float32 identity", self.name)
                 local = local_checkpoint_dir(self.source)
                 fp = checkpoint_fingerprint(local, self.tokenizer) if local else None
                 if fp is None:
