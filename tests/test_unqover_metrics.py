@@ -86,6 +86,11 @@ def test_gamma_eta_mu_by_hand():
     assert rows[("c", "C", "gamma[poor]")].value == pytest.approx(-0.1)
     for r in rows.values():
         assert r.ci_low is None or r.ci_low <= r.ci_high
+    # per-subject means have CIs; maxima/means of |cell means| do not (the bootstrap
+    # inflates them: their percentile "intervals" excluded the point estimate)
+    assert rows[("c", "A", "gamma")].ci_low is not None
+    for m in ("mu", "model_eta", "mean_abs_gamma"):
+        assert (rows[("c", "all", m)].ci_low, rows[("c", "all", m)].ci_high) == (None, None)
 
 
 def test_unit_order_does_not_matter():

@@ -68,6 +68,10 @@ class MetricDef:
     n: int  # the n reported with the row (e.g. samples, where items are prompts)
     batch: Callable[..., np.ndarray] | None = None
     binary: Callable[[Columns], np.ndarray] | None = None
+    # False where a single model's percentile bootstrap CI is not valid (maxima and means
+    # of absolute cell means: resampling repeats items, which inflates them): the row has
+    # no CI. Paired differences still resample it, both models alike (report.paired).
+    ci: bool = True
 
     def value(self) -> float | None:
         """The statistic on all items; None when a stratum is empty."""
@@ -76,10 +80,11 @@ class MetricDef:
         return self.statistic(*(s.columns for s in self.strata))
 
     def row(self, n_boot: int) -> MetricRow:
-        """The point value with its 95% percentile bootstrap CI (None, None if undefined)."""
+        """The point value with its 95% percentile bootstrap CI (None, None if undefined
+        or not valid for this statistic, ``ci``)."""
         value = self.value()
         lo = hi = None
-        if value is not None:
+        if value is not None and self.ci:
             cols = [s.columns for s in self.strata]
             if len(cols) == 1:
                 lo, hi = bootstrap_ci(cols[0], self.statistic, n_boot=n_boot, seed=self.seed)
