@@ -70,7 +70,8 @@ class MetricDef:
     binary: Callable[[Columns], np.ndarray] | None = None
     # False where a single model's percentile bootstrap CI is not valid (maxima and means
     # of absolute cell means: resampling repeats items, which inflates them): the row has
-    # no CI. Paired differences still resample it, both models alike (report.paired).
+    # no CI. Paired differences still resample it, both models jointly (report.paired);
+    # their intervals share the bias and are rough.
     ci: bool = True
 
     def value(self) -> float | None:

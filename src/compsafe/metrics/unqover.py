@@ -36,7 +36,9 @@ the same reason their rows (and ``mean_abs_gamma``'s) carry no CI: a bootstrap r
 repeats units, which makes cells effectively sparser and inflates every |mean|, so the
 percentile interval sat above the point estimate (seen on the embedded model: model_eta
 0.896 with an "interval" of [0.919, 0.963]). Reports still compare them between models by
-resampling both models' units jointly, where the inflation hits both alike.
+resampling both models' units jointly; those intervals of the difference share the bias (on
+the embedded model vs its 50% magnitude-pruned copy the difference sat at the edge of its
+interval), so read them as rough and prefer the per-subject gamma/eta rows.
 
     rows = unqover_metrics(records, n_boot=1000, seed=1234)
 """
