@@ -245,7 +245,7 @@ def _bitsandbytes(model_spec: str, spec: CompressionSpec, out_dir: Path, dev: to
 
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    from compsafe.models.fingerprint import checkpoint_fingerprint, local_checkpoint_dir
+    from compsafe.models.fingerprint import checkpoint_fingerprint
     from compsafe.models.hf import HFModel, resolve_model_path
 
     t0 = time.perf_counter()
@@ -254,12 +254,11 @@ def _bitsandbytes(model_spec: str, spec: CompressionSpec, out_dir: Path, dev: to
     # read from the checkpoint one tensor at a time where possible, so a model quantized to
     # fit in memory never has to fit there in float32 first.
     path, name = resolve_model_path(model_spec)
-    local = local_checkpoint_dir(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise CompsafeError(f"cannot load the tokenizer of {model_spec!r}: {e}") from e
-    fingerprint = checkpoint_fingerprint(local, tokenizer) if local is not None else None
+    fingerprint = checkpoint_fingerprint(path, tokenizer)
     if fingerprint is None:
         dense = HFModel.load(model_spec, device="cpu", dtype="float32")
         fingerprint = dense.fingerprint()

@@ -13,7 +13,6 @@ model's state dict (renamed legacy keys, persistent buffers that are not saved),
 returns None and the caller loads the model instead.
 
     fp = checkpoint_fingerprint("models/llama", tokenizer) or HFModel.load(...).fingerprint()
-    local = local_checkpoint_dir("meta-llama/Llama-2-70b-hf")  # a hub id's cached snapshot
 """
 
 from __future__ import annotations
@@ -74,36 +73,42 @@ def _alias_groups(model: torch.nn.Module) -> dict[str, list[str]]:
     return groups
 
 
-def _expected_state(model_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
+class _Mismatch(Exception):
+    """The checkpoint does not match the model's state dict one to one."""
+
+
+def _expected_state(config) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
     """The float32 model's state dict as meta tensors (names, shapes, dtypes; no memory),
     and its tied-weight groups."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(model_dir)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return model.state_dict(), _alias_groups(model)
 
 
-def checkpoint_fingerprint(model_dir: str | Path, tokenizer) -> str | None:
-    """``HFModel.load(model_dir, dtype="float32").fingerprint()``, one tensor at a time.
+def checkpoint_fingerprint(source: str | Path, tokenizer) -> str | None:
+    """``HFModel.load(source, dtype="float32").fingerprint()``, one tensor at a time.
 
-    None when the checkpoint is not in safetensors, is quantized, or its names do not
-    account for every entry of the model's state dict.
+    ``source`` is a model directory or a hub id (its cached snapshot, ``local_checkpoint_dir``).
+    None when no local checkpoint is at hand, it is not in safetensors, it is quantized, or
+    its names do not account for every entry of the model's state dict.
     """
     from safetensors import safe_open
+    from transformers import AutoConfig
 
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        return None
-    if "quantization_config" in json.loads((model_dir / "config.json").read_text()):
+    model_dir = local_checkpoint_dir(str(source))
+    if model_dir is None or not (model_dir / "config.json").is_file():
         return None
     files = _weight_files(model_dir)
     if files is None:
         return None
     try:
-        expected, aliases = _expected_state(model_dir)
-    except (ValueError, RuntimeError, TypeError, NotImplementedError, KeyError) as e:
+        config = AutoConfig.from_pretrained(model_dir)
+        if getattr(config, "quantization_config", None) is not None:
+            return None
+        expected, aliases = _expected_state(config)
+    except (OSError, ValueError, RuntimeError, TypeError, NotImplementedError, KeyError) as e:
         log.info("%s: cannot build the model skeleton (%s); fingerprinting the loaded model",
                  model_dir, e)
         return None
@@ -117,31 +122,24 @@ def checkpoint_fingerprint(model_dir: str | Path, tokenizer) -> str | None:
         where[name] = stored
 
     def tensors():
-        handles = {}
-        try:
-            for name in sorted(expected):
-                path = files[where[name]]
-                if path not in handles:
-                    handles[path] = safe_open(path, "pt")
-                t = handles[path].get_tensor(where[name])
-                want = expected[name]
-                if tuple(t.shape) != tuple(want.shape):
-                    raise _Mismatch(f"{name}: checkpoint shape {tuple(t.shape)}, model "
-                                    f"{tuple(want.shape)}")
-                # from_pretrained(dtype=float32) casts floating tensors and keeps the rest.
-                yield name, t.to(want.dtype) if t.is_floating_point() else t
-        finally:
-            handles.clear()
+        handles = {}  # one open file per shard, read lazily
+        for name in sorted(expected):
+            path = files[where[name]]
+            if path not in handles:
+                handles[path] = safe_open(path, "pt")
+            t = handles[path].get_tensor(where[name])
+            want = expected[name]
+            if tuple(t.shape) != tuple(want.shape):
+                raise _Mismatch(f"{name}: checkpoint shape {tuple(t.shape)}, model "
+                                f"{tuple(want.shape)}")
+            # from_pretrained(dtype=float32) casts floating tensors and keeps the rest.
+            yield name, t.to(want.dtype) if t.is_floating_point() else t
 
     try:
         return fingerprint_tensors(tensors(), tokenizer)
     except _Mismatch as e:
         log.info("%s: %s; fingerprinting the loaded model", model_dir, e)
         return None
-
-
-class _Mismatch(Exception):
-    """The checkpoint does not match the model's state dict one to one."""
 
 
 def local_checkpoint_dir(source: str) -> Path | None:

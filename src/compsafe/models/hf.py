@@ -21,11 +21,7 @@ from compsafe.compress.lineage import read_compression_info
 from compsafe.errors import ModelLoadError
 from compsafe.models.device import configure_cpu_threads, pick_device, pick_dtype
 from compsafe.models.embedded import DEFAULT_NAME, convert_gguf, embedded_model_dir, gguf_cache_dir
-from compsafe.models.fingerprint import (
-    checkpoint_fingerprint,
-    fingerprint_tensors,
-    local_checkpoint_dir,
-)
+from compsafe.models.fingerprint import checkpoint_fingerprint, fingerprint_tensors
 from compsafe.models.loglik import score_token_pairs
 from compsafe.models.tokenize import encode_pair
 from compsafe.types import LoglikRequest, LoglikResponse
@@ -198,8 +194,7 @@ class HFModel:
                 fp = own or self.fingerprint()
             else:
                 log.info("%s: reading its checkpoint for its float32 identity", self.name)
-                local = local_checkpoint_dir(self.source)
-                fp = checkpoint_fingerprint(local, self.tokenizer) if local else None
+                fp = checkpoint_fingerprint(self.source, self.tokenizer)
                 if fp is None:
                     fp = fingerprint_tensors(
                         ((n, t.float() if t.is_floating_point() else t)
