@@ -1,23 +1,30 @@
-"""BBQ scoring throughput: compsafe's adapter vs the reference study's loop vs lm-eval.
+"""Log-likelihood scoring throughput on the representational-harm tasks: compsafe's adapter
+vs lm-evaluation-harness's HF backend (and, for BBQ, the reference study's loop).
 
-All three score the same real BBQ items (3 answers each, prompt ``Context: ...\\nQuestion:
-...\\nAnswer:``) with the same loaded model, in the same process, one after another:
+All score the same real items with the same loaded model, in the same process, one after
+another:
 
 - compsafe: prefix-shared, length-sorted batches (``HFModel.loglikelihood``);
-- reference: the reference study's ``MultiQA.inference_minibatch`` approach, one padded
-  batch of the 3 options per item with full logits (Xu et al. 2024, src/multi_qa.py);
-- lm-eval: lm-evaluation-harness's HF backend (``HFLM.loglikelihood``) at the same batch
-  size, when lm-eval is installed.
+- lm-eval: lm-evaluation-harness's HF backend (``HFLM.loglikelihood``) on the same
+  (context, continuation) pairs at the same batch size, when lm-eval is installed;
+- reference (BBQ only): the reference study's ``MultiQA.inference_minibatch`` approach, one
+  padded batch of the 3 options per item with full logits (Xu et al. 2024, src/multi_qa.py).
 
-It prints items/s for each, the speed-up ratios, and how far compsafe's log-likelihoods
-are from lm-eval's on the same requests.
+Items are drawn round-robin from every subset of the task (BBQ: the 15 category rows of
+all 11 categories; StereoSet: split x bias type; CrowS-Pairs: bias type). It prints items/s
+for each, the speed-up ratios, the largest log-likelihood difference from lm-eval, and how
+many items get the same answer (argmax of the summed log-likelihood over the item's
+options) from both.
 
-    python benchmarks/bbq_scoring.py --items 300 --batch-size 16
+    python benchmarks/bbq_scoring.py --task bbq --items 300 --batch-size 16
+    python benchmarks/bbq_scoring.py --task stereoset --items 200
+    python benchmarks/bbq_scoring.py --task crows_pairs --items 300
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import torch
@@ -25,7 +32,8 @@ import torch.nn.functional as F
 
 from compsafe.data.paths import data_dir
 from compsafe.models.hf import HFModel
-from compsafe.tasks.bbq import BBQTask
+from compsafe.tasks import get_task
+from compsafe.tasks.base import limit_per_subset
 from compsafe.types import TaskOptions
 
 
@@ -69,31 +77,58 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
+def pick_items(task_name: str, n: int, seed: int) -> tuple[list, list[list]]:
+    """``n`` examples drawn round-robin over the task's subsets, and their requests."""
+    task = get_task(task_name)(data_dir(), TaskOptions(seed=seed))
+    by_subset: dict[str, list] = {}
+    for e in task.examples():
+        by_subset.setdefault(subset_of(e), []).append(e)
+    per = -(-n // len(by_subset))
+    by_subset = {k: limit_per_subset({k: v}, per, seed, "benchmark") for k, v in by_subset.items()}
+    rounds = itertools.zip_longest(*by_subset.values())
+    examples = [e for r in rounds for e in r if e is not None][:n]
+    print(f"{len(examples)} {task_name} items from {len(by_subset)} subsets")
+    return examples, [task.requests(e, lambda s: s) for e in examples]
+
+
+def subset_of(example) -> str:
+    for attr in ("subset", "bias_type"):
+        if hasattr(example, attr):
+            return str(getattr(example, attr)) + str(getattr(example, "split", ""))
+    return example.id.split("/")[0]
+
+
+def answers(scores: list[float], items: list[list]) -> list[int]:
+    """Per item, the index of its highest-scoring option (ties: lowest index)."""
+    out, pos = [], 0
+    for reqs in items:
+        s = scores[pos: pos + len(reqs)]
+        out.append(max(range(len(s)), key=lambda k, s=s: (s[k], -k)))
+        pos += len(reqs)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", default="bbq", choices=["bbq", "stereoset", "crows_pairs"])
     ap.add_argument("--model", default="default")
-    ap.add_argument("--items", type=int, default=300, help="real BBQ items to score")
+    ap.add_argument("--items", type=int, default=300, help="real items to score")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--skip-reference", action="store_true")
     args = ap.parse_args()
 
     model = HFModel.load(args.model, batch_size=args.batch_size)
-    task = BBQTask(data_dir(), TaskOptions(limit=args.items))
-    by_cat: dict[str, list] = {}
-    for e in task.examples():
-        by_cat.setdefault(e.id.split("/")[0], []).append(e)
-    per_cat = -(-args.items // len(by_cat))
-    examples = [e for exs in by_cat.values() for e in exs[:per_cat]][: args.items]
-    items = [task.requests(e, lambda s: s) for e in examples]
+    examples, items = pick_items(args.task, args.items, args.seed)
     flat = [r for reqs in items for r in reqs]
     n = len(examples)
-    print(f"{n} BBQ items, {len(flat)} requests, model {model.name} on {model.device}, "
+    print(f"{len(flat)} requests, model {model.name} on {model.device}, "
           f"{torch.get_num_threads()} threads, batch size {args.batch_size}")
 
     model.loglikelihood(flat[:30])  # warm-up: first calls pay one-off allocation costs
     ours, t_ours = timed(lambda: model.loglikelihood(flat))
     print(f"compsafe        {n / t_ours:8.2f} items/s  ({t_ours:.1f} s)")
-    if not args.skip_reference:
+    if args.task == "bbq" and not args.skip_reference:
         _, t_ref = timed(lambda: reference_loop(model, items))
         print(f"reference loop  {n / t_ref:8.2f} items/s  ({t_ref:.1f} s)   "
               f"compsafe is {t_ref / t_ours:.2f}x faster")
@@ -104,8 +139,10 @@ def main() -> None:
     print(f"lm-eval HF      {n / t_lm:8.2f} items/s  ({t_lm:.1f} s)   "
           f"compsafe is {t_lm / t_ours:.2f}x faster")
     diffs = [abs(a.logprob - b) for a, b in zip(ours, theirs, strict=True)]
-    print(f"log-likelihood agreement with lm-eval: max |diff| {max(diffs):.2e} "
-          f"over {len(diffs)} requests")
+    same = sum(a == b for a, b in zip(answers([r.logprob for r in ours], items),
+                                       answers(theirs, items), strict=True))
+    print(f"agreement with lm-eval: max |log-likelihood diff| {max(diffs):.2e} over "
+          f"{len(diffs)} requests; same answer on {same}/{n} items")
 
 
 if __name__ == "__main__":

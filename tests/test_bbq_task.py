@@ -1,5 +1,6 @@
-"""BBQ loader and task: real files from shared/data, malformed files, subsampling, few-shot,
-official-metadata targets, and metrics() against a plain-loop recomputation."""
+"""BBQ loader and task: real files from shared/data (all 11 categories and the official
+metadata), malformed files, subsampling, few-shot, official targets and the names split,
+the fallback's agreement with them, and metrics() against a plain-loop recomputation."""
 
 from __future__ import annotations
 
@@ -13,14 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compsafe.data.bbq import CATEGORIES, load_bbq, parse_row, stereotyped_answer
+from compsafe.data.bbq import CATEGORIES, load_bbq, other_answer, parse_row
+from compsafe.data.bbq_targets import stereotyped_answer
 from compsafe.errors import DataError
 from compsafe.tasks.bbq import BBQTask, raw_prompt
 from compsafe.types import LoglikResponse, PromptFormat, TaskOptions
 
-# Row counts from shared/data/SOURCES.md (the 6 categories in the mirror).
-EXPECTED = {"Age": 3680, "Disability_status": 1556, "Nationality": 3080,
-            "Physical_appearance": 1576, "Religion": 1200, "Sexual_orientation": 864}
+# Row counts from shared/data/SOURCES.md.
+EXPECTED = {"Age": 3680, "Disability_status": 1556, "Gender_identity": 5672, "Nationality": 3080,
+            "Physical_appearance": 1576, "Race_ethnicity": 6880, "Race_x_SES": 11160,
+            "Race_x_gender": 15960, "Religion": 1200, "SES": 6864, "Sexual_orientation": 864}
+# Proper-name items per category (additional_metadata.csv's label_type; first row per key).
+NAMES = {"Gender_identity": 5000, "Race_ethnicity": 5000, "Race_x_SES": 7800,
+         "Race_x_gender": 11400}
+SUBSETS = [s for c in CATEGORIES for s in (c, f"{c} (names)") if s in EXPECTED or c in NAMES]
 
 
 @pytest.fixture(scope="module")
@@ -46,24 +53,67 @@ def fake_responses(rng, n=3):
 
 def test_counts_match_sources(full_task):
     counts = {c: len(v) for c, v in full_task.data.items.items()}
-    assert counts == EXPECTED
+    assert counts == EXPECTED and sum(counts.values()) == 58492
     cfg = full_task.config()
-    assert cfg["categories"] == list(EXPECTED)
-    assert set(cfg["missing_categories"]) == set(CATEGORIES) - set(EXPECTED)
-    assert cfg["target_source"] == "stereotyped_groups"
+    assert cfg["categories"] == list(CATEGORIES) and cfg["missing_categories"] == []
+    assert cfg["target_source"] == "additional_metadata"
+    assert set(cfg["data_sha256"]) == {*CATEGORIES, "additional_metadata.csv"}
     json.dumps(cfg)
+    subsets = {}
+    for it in full_task.examples():
+        subsets[it.subset] = subsets.get(it.subset, 0) + 1
+    assert list(subsets) == SUBSETS  # official order, each category's names right after it
+    assert {c.removesuffix(" (names)"): n for c, n in subsets.items()
+            if c.endswith(" (names)")} == NAMES
+    assert all(subsets[c] == EXPECTED[c] - NAMES.get(c, 0) for c in EXPECTED)
 
 
-def test_unknown_and_fallback_target_found_for_every_row(full_task):
-    for items in full_task.data.items.values():
-        for it in items:
-            assert it.answer_info[it.unknown_idx][1] == "unknown"
-            if it.condition == "ambig":
-                assert it.label == it.unknown_idx
-            assert it.target_idx is not None and it.target_idx != it.unknown_idx
-            # HELM's rule (a stereotyped group is one of the answer_info strings) agrees.
-            tags = it.answer_info[it.target_idx]
-            assert any(g in tags for g in it.groups)
+def test_official_targets_on_the_real_file(full_task):
+    items = [it for v in full_task.data.items.values() for it in v]
+    untargeted = [it for it in items if it.target_idx is None]
+    assert len(untargeted) == 16 and {it.category for it in untargeted} == {"Gender_identity"}
+    for it in items:
+        assert it.answer_info[it.unknown_idx][1] == "unknown"
+        if it.condition == "ambig":
+            assert it.label == it.unknown_idx
+        assert it.target_idx != it.unknown_idx and it.target_source == "additional_metadata"
+    # target_loc is already the biased answer: in every ambiguous neg/nonneg pair (same
+    # template, context and answers) it points at different answers, which are the same
+    # stereotyped group once the polarity is applied (so it is never flipped twice).
+    pairs: dict[tuple, dict] = {}
+    for it in items:
+        if it.condition == "ambig" and it.target_idx is not None:
+            key = (it.category, it.question_index, it.context, frozenset(it.answer_info))
+            pairs.setdefault(key, {})[it.polarity] = it
+    pairs = {k: p for k, p in pairs.items() if len(p) == 2}
+    assert len(pairs) > 14_500
+    for p in pairs.values():
+        neg, nonneg = p["neg"], p["nonneg"]
+        loc_neg, loc_nonneg = neg.target_idx, other_answer(nonneg, nonneg.target_idx)
+        assert neg.answer_info[loc_neg] != nonneg.answer_info[loc_nonneg]
+        assert neg.target_group == nonneg.target_group
+
+
+def test_fallback_agrees_with_official_targets(data_root, tmp_path):
+    """The stereotyped-group fallback (no metadata file, templates present) against the
+    official target_loc: per reported category, and the names split, on every item."""
+    bbq = tmp_path / "bbq"
+    shutil.copytree(data_root / "bbq", bbq, ignore=shutil.ignore_patterns("supplemental"))
+    fallback = load_bbq(bbq)
+    assert fallback.target_source == "stereotyped_groups" and fallback.var2_source == "templates"
+    official = load_bbq(data_root / "bbq")
+    agree: dict[str, list[bool]] = {}
+    for c in CATEGORIES:
+        for o, f in zip(official.items[c], fallback.items[c], strict=True):
+            assert o.subset == f.subset, o.id
+            if o.target_idx is not None:
+                agree.setdefault(o.subset, []).append(o.target_idx == f.target_idx)
+    rates = {s: float(np.mean(v)) for s, v in agree.items()}
+    # The remaining disagreements are the official script's substring match of "African"
+    # inside "African American" (Race_x_SES, Race_x_gender label items).
+    assert {s for s, r in rates.items() if r < 1.0} <= {"Race_x_SES", "Race_x_gender"}
+    assert min(rates.values()) > 0.985
+    assert sum(map(sum, agree.values())) / sum(map(len, agree.values())) > 0.998
 
 
 def row(category="Age", **kw):
@@ -77,11 +127,13 @@ def row(category="Age", **kw):
     return {**base, **kw}
 
 
-def heuristic(category, infos, groups, answers=("a", "b", "c")):
+def heuristic(category, infos, groups, answers=("a", "b", "c"), var2=None):
     r = row(category, answer_info={f"ans{k}": list(v) for k, v in enumerate(infos)},
             additional_metadata={"stereotyped_groups": groups},
             **{f"ans{k}": a for k, a in enumerate(answers)})
-    return stereotyped_answer(parse_row(r, Path("x.jsonl"), 1, category))
+    it = parse_row(r, Path("x.jsonl"), 1, category)
+    return stereotyped_answer(category, it.groups, var2, it.answer_info, it.answers,
+                              it.unknown_idx)
 
 
 @pytest.mark.parametrize("category,infos,groups,want", [
@@ -104,6 +156,27 @@ def heuristic(category, infos, groups, answers=("a", "b", "c")):
 ])
 def test_fallback_heuristic_special_cases(category, infos, groups, want):
     assert heuristic(category, infos, groups) == want
+
+
+@pytest.mark.parametrize("infos,groups,var2,want", [
+    # same race, SES differs: only the template's var2 (here highSES) can decide
+    ([("x", "lowSES-Asian"), ("y", "highSES-Asian"), ("Unknown", "unknown")], ["Asian"],
+     "highSES", 1),
+    ([("x", "lowSES-Asian"), ("y", "highSES-Asian"), ("Unknown", "unknown")], ["Asian"],
+     None, 0),  # without templates Race_x_SES assumes lowSES
+    # different race, same SES
+    ([("x", "highSES-White"), ("y", "highSES-Asian"), ("Unknown", "unknown")], ["Asian"],
+     "highSES", 1),
+])
+def test_fallback_uses_template_var2_in_race_x_ses(infos, groups, var2, want):
+    assert heuristic("Race_x_SES", infos, groups, var2=var2) == want
+
+
+def test_fallback_uses_template_var2_in_race_x_gender():
+    infos = [("Black man", "M-Black"), ("Black woman", "F-Black"), ("Unknown", "unknown")]
+    assert heuristic("Race_x_gender", infos, ["Black"], var2="M") == 0
+    assert heuristic("Race_x_gender", infos, ["Black"], var2="F") == 1
+    assert heuristic("Race_x_gender", infos, ["Black"]) is None  # gender unknown
 
 
 def test_blank_answer_info_falls_back_to_answer_words():
@@ -144,12 +217,18 @@ def ids(task):
     return [e.id for e in task.examples()]
 
 
-def test_limit_is_per_category_deterministic_and_stable_across_processes(data_root):
-    a = ids(BBQTask(data_root, TaskOptions(limit=7, seed=3)))
-    assert a == ids(BBQTask(data_root, TaskOptions(limit=7, seed=3)))
-    assert len(a) == 7 * len(EXPECTED) and len(set(a)) == len(a)
-    assert {c: sum(i.startswith(c + "/") for i in a) for c in EXPECTED} == {c: 7 for c in EXPECTED}
-    assert a != ids(BBQTask(data_root, TaskOptions(limit=7, seed=4)))
+def test_limit_is_per_subset_deterministic_and_stable_across_processes(data_root, full_task):
+    limited = BBQTask(data_root, TaskOptions(limit=7, seed=3))
+    limited.data = full_task.data  # the same files: skip re-reading them
+    a = ids(limited)
+    assert len(a) == 7 * len(SUBSETS) and len(set(a)) == len(a)
+    got = {}
+    for ex in limited.examples():
+        got[ex.subset] = got.get(ex.subset, 0) + 1
+    assert got == {s: 7 for s in SUBSETS}
+    other = BBQTask(data_root, TaskOptions(limit=7, seed=4))
+    other.data = full_task.data
+    assert a != ids(other)
     code = ("from pathlib import Path; from compsafe.tasks.bbq import BBQTask; "
             "from compsafe.types import TaskOptions; import json; "
             f"print(json.dumps([e.id for e in BBQTask(Path({str(data_root)!r}), "
@@ -194,7 +273,8 @@ def test_record_is_json_and_complete(full_task):
     assert rec["n_tokens"] == [2, 2, 4]
     roles = (rec["polarity"], rec["target_idx"], rec["biased_idx"], rec["unknown_idx"])
     assert roles == ("nonneg", 0, 1, 2)
-    assert rec["target_source"] == "stereotyped_groups" and rec["target_group"] == "old"
+    assert rec["target_source"] == "additional_metadata" and rec["target_group"] == "old"
+    assert rec["subset"] == "Age" and rec["label_type"] == "label"
     for key in ("id", "category", "question_index", "example_id", "condition", "label", "groups"):
         assert key in rec
 
@@ -224,8 +304,9 @@ def loop_scores(recs):
     return out
 
 
-def test_metrics_equal_loop_recomputation(data_root):
+def test_metrics_equal_loop_recomputation(data_root, full_task):
     task = BBQTask(data_root, TaskOptions(limit=60, seed=5, n_boot=50))
+    task.data = full_task.data
     rng = np.random.default_rng(0)
     recs = [task.record(ex, fake_responses(rng)) for ex in task.examples()]
     for r in recs[::9]:  # some items without a target: out of bias scores, in accuracy
@@ -233,56 +314,102 @@ def test_metrics_equal_loop_recomputation(data_root):
         r["target_group"] = None
     rows = task.metrics(recs)
     got = {(r.subset, r.group, r.metric): r for r in rows}
-    for subset in [*EXPECTED, "all"]:
-        sub = recs if subset == "all" else [r for r in recs if r["category"] == subset]
-        for metric, want in loop_scores(sub).items():
+    per_subset = {}
+    for subset in [*SUBSETS, "all"]:
+        sub = recs if subset == "all" else [r for r in recs if r["subset"] == subset]
+        per_subset[subset] = loop_scores(sub)
+        for metric, want in per_subset[subset].items():
             row_ = got[(subset, "all", metric)]
             assert row_.value == pytest.approx(want), (subset, metric)
             assert row_.ci_low <= row_.value <= row_.ci_high
-        assert got[(subset, "all", "target_from_metadata")].value == 0.0
-        if subset != "all":
-            for g in {r["target_group"] for r in sub} - {None}:
-                grp = [r for r in sub if r["target_group"] == g]
-                want = loop_scores(grp)
-                assert got[(subset, g, "s_dis")].value == pytest.approx(want["s_dis"])
-                assert got[(subset, g, "s_amb")].value == pytest.approx(want["s_amb"])
+        assert got[(subset, "all", "target_from_metadata")].value == 1.0
+    for metric in ("acc_ambig", "acc_disambig", "s_dis", "s_amb"):  # the reference's "avg"
+        mean = got[("mean_over_categories", "all", metric)]
+        want = np.mean([per_subset[s][metric] for s in SUBSETS])
+        assert mean.value == pytest.approx(want) and mean.ci_low <= want <= mean.ci_high
+        assert mean.value != pytest.approx(got[("all", "all", metric)].value)
+    for subset in SUBSETS:
+        sub = [r for r in recs if r["subset"] == subset]
+        for g in {r["target_group"] for r in sub} - {None}:
+            grp = [r for r in sub if r["target_group"] == g]
+            want = loop_scores(grp)
+            assert got[(subset, g, "s_dis")].value == pytest.approx(want["s_dis"])
+            assert got[(subset, g, "s_amb")].value == pytest.approx(want["s_amb"])
     assert got[("all", "all", "acc_ambig")].n == sum(r["condition"] == "ambig" for r in recs)
     assert task.metrics(recs) == rows  # seeded bootstrap
 
 
 # --- official targets from additional_metadata.csv
 
-def write_metadata(path: Path, items, convention: str, na_ids=()):
-    lines = ['"category","question_index","example_id","target_loc","label_type"']
+HEADER = '"category","question_index","example_id","target_loc","label_type"'
+
+
+def write_metadata(path: Path, items, na_ids=(), name_ids=(), dup_ids=()):
+    """A metadata file as the BBQ authors write it: target_loc is the biased answer (the
+    stereotyped group's on neg questions, the other group's on nonneg ones). ``dup_ids``
+    get a second, contradicting row, which must be ignored (the first row wins)."""
+    lines = [HEADER]
     for it in items:
-        loc = it.target_idx
-        if convention == "biased_answer" and it.polarity == "nonneg":
-            loc = 3 - loc - it.unknown_idx
-        loc = "NA" if it.example_id in na_ids else loc
-        lines.append(f'"{it.category}",{int(it.question_index)},{it.example_id},{loc},"label"')
+        biased = it.target_idx if it.polarity == "neg" else other_answer(it, it.target_idx)
+        loc = "NA" if it.example_id in na_ids else biased
+        kind = "name" if it.example_id in name_ids else "label"
+        lines.append(f'"{it.category}",{int(it.question_index)},{it.example_id},{loc},"{kind}"')
+        if it.example_id in dup_ids:
+            lines.append(f'"{it.category}",{it.question_index},{it.example_id},'
+                         f'{other_answer(it, biased)},"name"')
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
 
-@pytest.mark.parametrize(
-    "where", ["supplemental/additional_metadata.csv", "additional_metadata.csv"])
-@pytest.mark.parametrize("convention", ["biased_answer", "stereotyped_group"])
-def test_official_targets_from_metadata(tmp_path, data_root, where, convention):
+@pytest.fixture
+def religion_only(tmp_path, data_root):
     bbq = tmp_path / "bbq"
     bbq.mkdir()
     shutil.copy(data_root / "bbq" / "Religion.jsonl", bbq / "Religion.jsonl")
-    heur = load_bbq(bbq).items["Religion"]
-    write_metadata(bbq / where, heur, convention, na_ids={0, 5})
-    task = BBQTask(tmp_path, TaskOptions(n_boot=20))
+    return tmp_path, load_bbq(bbq).items["Religion"]
+
+
+@pytest.mark.parametrize(
+    "where", ["supplemental/additional_metadata.csv", "additional_metadata.csv"])
+def test_official_targets_from_metadata(religion_only, where):
+    root, heur = religion_only
+    write_metadata(root / "bbq" / where, heur, na_ids={0, 5}, name_ids={1, 2, 3}, dup_ids={7})
+    task = BBQTask(root, TaskOptions(n_boot=20))
     assert task.config()["target_source"] == "additional_metadata"
-    assert task.config()["target_loc_convention"] == convention
+    assert "not flipped" in task.config()["target_loc_reading"]
     got = task.data.items["Religion"]
     assert [it.target_idx for it in got if it.example_id not in (0, 5)] == \
            [it.target_idx for it in heur if it.example_id not in (0, 5)]
     assert got[0].target_idx is None and got[5].target_idx is None
+    assert got[7].label_type == "label"  # the duplicate's "name" row came second
+    assert [it.subset for it in got[:4]] == ["Religion", *["Religion (names)"] * 3]
     rec = task.record(got[0], fake_responses(np.random.default_rng(0)))
     assert rec["target_source"] == "additional_metadata" and rec["label_type"] == "label"
     recs = [task.record(it, fake_responses(np.random.default_rng(i))) for i, it in enumerate(got)]
     rows = {(r.subset, r.metric): r for r in task.metrics(recs) if r.group == "all"}
     assert rows[("Religion", "target_from_metadata")].value == 1.0
-    assert rows[("Religion", "target_coverage")].value == pytest.approx(1 - 2 / len(got))
+    assert rows[("Religion", "target_coverage")].value == pytest.approx(1 - 2 / (len(got) - 3))
+    assert rows[("Religion (names)", "target_coverage")].value == 1.0
+    # NA rows leave the bias scores but stay in the accuracies
+    na_ambig = sum(it.condition == "ambig" for it in got if it.example_id in (0, 5))
+    n_ambig = sum(it.condition == "ambig" for it in got)
+    assert rows[("all", "acc_ambig")].n == n_ambig
+    assert rows[("all", "s_amb")].n == n_ambig - na_ambig
+
+
+@pytest.mark.parametrize("header,body,needle,line", [
+    ('"category","qindex","example_id","target_loc","label_type"', '"Religion",1,0,0,"label"',
+     "header lacks column(s) question_index", 1),
+    (HEADER, '"Religion",1,0,7,"label"', "column target_loc: expected 0, 1, 2 or NA, got '7'", 2),
+    (HEADER, '"Religion",1,zero,0,"label"', "column example_id: bad value 'zero'", 2),
+    (HEADER, '"Religion",1,0,0,"proper"', "column label_type", 2),
+])
+def test_malformed_metadata_names_file_line_and_column(religion_only, header, body, needle,
+                                                       line):
+    root, _ = religion_only
+    path = root / "bbq" / "supplemental" / "additional_metadata.csv"
+    path.parent.mkdir()
+    path.write_text(f"{header}\n{body}\n")
+    with pytest.raises(DataError) as e:
+        BBQTask(root).examples()
+    assert str(e.value).startswith(f"{path}:{line}: ") and needle in str(e.value)

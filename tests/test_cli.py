@@ -25,7 +25,8 @@ from compsafe.errors import ModelLoadError
 from compsafe.models.hf import HFModel
 from compsafe.store import Store
 
-BBQ_CATEGORIES = 6  # categories in the mirror (shared/data/SOURCES.md)
+BBQ_CATEGORIES = 11  # categories in the mirror (shared/data/SOURCES.md)
+BBQ_SUBSETS = 15  # reported categories: the 11, plus 4 "(names)" splits
 
 
 def cli_subprocess(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -119,6 +120,7 @@ def test_unknown_task_fails_before_torch_is_imported(tmp_path):
 @pytest.mark.parametrize(("line_no", "bad", "expect"), [
     (5, "{this is not json\n", "invalid JSON"),
     (9, None, "label must be 0, 1 or 2"),  # valid JSON, bad value
+    (11, "drop:answer_info", "missing key(s) answer_info"),
 ])
 def test_corrupt_data_file_names_file_and_line(tmp_path, data_cache, capsys, no_model_load,
                                                line_no, bad, expect):
@@ -130,6 +132,10 @@ def test_corrupt_data_file_names_file_and_line(tmp_path, data_cache, capsys, no_
         row = json.loads(lines[line_no - 1])
         row["label"] = 7
         bad = json.dumps(row) + "\n"
+    elif bad.startswith("drop:"):
+        row = json.loads(lines[line_no - 1])
+        del row[bad.removeprefix("drop:")]
+        bad = json.dumps(row) + "\n"
     lines[line_no - 1] = bad
     path.write_text("".join(lines), encoding="utf-8")
 
@@ -138,6 +144,19 @@ def test_corrupt_data_file_names_file_and_line(tmp_path, data_cache, capsys, no_
     assert rc == 2
     line = one_line(capsys.readouterr().err)
     assert f"{path}:{line_no}:" in line and expect in line
+
+
+def test_bad_metadata_header_names_file_and_columns(tmp_path, data_cache, capsys, no_model_load):
+    data = tmp_path / "data"
+    shutil.copytree(data_cache / "bbq", data / "bbq")
+    meta = data / "bbq" / "supplemental" / "additional_metadata.csv"
+    text = meta.read_text(encoding="utf-8")
+    meta.write_text(text.replace('"target_loc"', '"target"', 1), encoding="utf-8")
+    rc = main(["eval", "--model", "default", "--tasks", "bbq", "--out", str(tmp_path / "out"),
+               "--data-dir", str(data)])
+    assert rc == 2
+    line = one_line(capsys.readouterr().err)
+    assert f"{meta}:1:" in line and "header lacks column(s) target_loc" in line
 
 
 @pytest.mark.parametrize("task", ["bbq", "unqover"])
@@ -243,7 +262,7 @@ def test_eval_writes_results_and_records(first_eval):
     _, _, out = first_eval
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
     [task] = doc["tasks"]
-    assert task["task"] == "bbq" and task["n_items"] == 3 * BBQ_CATEGORIES
+    assert task["task"] == "bbq" and task["n_items"] == 3 * BBQ_SUBSETS
     assert doc["model"]["name"] == "tiny-llama" and doc["model"]["fingerprint"]
     rows = task["metrics"]
     assert rows and all({"subset", "group", "metric", "value", "n", "ci_low", "ci_high"}
@@ -254,14 +273,15 @@ def test_eval_writes_results_and_records(first_eval):
 
     lines = (out / "records.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
-    assert len(records) == 3 * BBQ_CATEGORIES
+    assert len(records) == 3 * BBQ_SUBSETS
     assert len({r["id"] for r in records}) == len(records)
     by_cat: dict[str, int] = {}
     for r in records:
-        by_cat[r["category"]] = by_cat.get(r["category"], 0) + 1
+        by_cat[r["subset"]] = by_cat.get(r["subset"], 0) + 1
         assert r["task"] == "bbq" and r["run_key"] == task["run_key"]
         assert len(r["logprobs"]) == 3 and r["pred"] in (0, 1, 2)
-    assert sorted(by_cat.values()) == [3] * BBQ_CATEGORIES
+    assert sorted(by_cat.values()) == [3] * BBQ_SUBSETS
+    assert len({r["category"] for r in records}) == BBQ_CATEGORIES
 
 
 def test_eval_store_has_done_run_and_tidy_metrics(first_eval):
@@ -270,8 +290,8 @@ def test_eval_store_has_done_run_and_tidy_metrics(first_eval):
     with Store(out / "compsafe.sqlite") as store:
         [run] = store.runs()
         assert run["run_key"] == key and run["status"] == "done"
-        assert run["n_items"] == 3 * BBQ_CATEGORIES and run["error"] is None
-        assert len(store.records(key)) == 3 * BBQ_CATEGORIES
+        assert run["n_items"] == 3 * BBQ_SUBSETS and run["error"] is None
+        assert len(store.records(key)) == 3 * BBQ_SUBSETS
         rows = store.metrics_rows(run_key=key)
     assert rows and all(r["task"] == "bbq" and r["model"] == "tiny-llama" for r in rows)
     idents = [(r["subset"], r["group"], r["metric"]) for r in rows]
@@ -302,4 +322,4 @@ def test_eval_rerun_reuses_finished_run(first_eval, tiny_model_dir, data_cache, 
     with Store(out / "compsafe.sqlite") as store:
         [run] = store.runs()
         assert run["status"] == "done"
-        assert len(store.records(run["run_key"])) == 3 * BBQ_CATEGORIES
+        assert len(store.records(run["run_key"])) == 3 * BBQ_SUBSETS

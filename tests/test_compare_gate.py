@@ -1,6 +1,7 @@
 """``compsafe compare`` and ``compsafe gate`` on a store with a planted toxicity increase:
-gate exits 1 with a one-line reason when the bar is crossed, 0 when not, 2 on user errors;
-divergent groups on planted cases."""
+gate exits 1 with a one-line reason when the bar is crossed, 0 only when every gated row is
+shown within its bar, 3 (inconclusive) otherwise, 2 on user errors; divergent groups on
+planted cases."""
 
 from __future__ import annotations
 
@@ -35,6 +36,37 @@ def test_gate_passes_below_the_bar(store, capsys):
                "--max-bias-increase", "0.05", "--n-boot", "200"])
     out = capsys.readouterr().out.strip()
     assert rc == 0 and out.startswith("gate: passed wanda-50 vs dense") and "\n" not in out
+    assert "upper 95% bound below their bar" in out
+
+
+def test_gate_inconclusive_when_the_bound_reaches_the_bar(store, capsys):
+    """g0's toxicity probability rose by 0.213 (significantly), below the bar of 0.25 but
+    with an upper 95% bound of 0.28: neither crossed nor shown within the bar. The old gate
+    passed it."""
+    rc = main(["gate", str(store), "--spec", "wanda-50", "--max-toxicity-increase", "0.25",
+               "--n-boot", "200"])
+    out = capsys.readouterr().out.strip()
+    assert rc == 3 and "\n" not in out
+    assert out.startswith("gate: INCONCLUSIVE wanda-50: rtp ") and " g0 " in out
+    assert "upper 95% bound" in out and "paired items would settle it" in out
+
+
+def test_gate_verdicts_by_hand():
+    from compsafe.report.gate import gate, items_to_settle
+
+    within = replace(_diff("a", "w", 0.5, 0.01, False), harm_upper=0.03)
+    assert gate([within], max_toxicity_increase=0.05).outcome == "passed"
+    unsure = replace(within, harm_upper=0.06)
+    verdict = gate([within, unsure], max_toxicity_increase=0.05)
+    assert verdict.outcome == "inconclusive" and verdict.exit_code == 3
+    # half-width 0.05 must shrink below 0.05 - 0.01 = 0.04: n x (0.05 / 0.04)^2
+    assert verdict.open[0].n_needed == items_to_settle(100, 0.01, 0.06, 0.05) == 157
+    tiny = replace(within, n=3)  # a bound from 3 items shows nothing
+    assert gate([tiny], max_toxicity_increase=0.05).open[0].reason().endswith(
+        "n=3 is too few to test (--max-toxicity-increase)")
+    crossed = replace(_diff("a", "w", 0.5, 0.2, True), harm_upper=0.25)
+    assert gate([within, crossed], max_toxicity_increase=0.05).exit_code == 1
+    assert gate([within], max_bias_increase=0.05).checked == 0  # no bar applies: vacuous
 
 
 def test_gate_user_errors_exit_2(store, capsys):
@@ -49,7 +81,12 @@ def test_compare_prints_flagged_rows(store, capsys):
     assert main(["compare", str(store), "dense", "wanda-50", "--n-boot", "200"]) == 0
     out = capsys.readouterr().out
     assert "WORSE" in out and "mean_score" in out
-    assert "significant at FDR 0.05" in out.splitlines()[-1]
+    assert "significant at FDR 0.05" in out.splitlines()[-2]
+    assert out.splitlines()[-1].startswith("n: paired items; MDE80: the smallest |B-A|")
+    header = out.splitlines()[0].split()
+    assert header[4] == "n" and "MDE80" in header
+    g0 = next(line.split() for line in out.splitlines() if " g0 " in line and "mean_score" in line)
+    assert g0[4] == "150"
     assert main(["compare", str(store), "dense", "ghost"]) == 2
 
 
@@ -59,7 +96,7 @@ def _diff(group, spec, sparsity, diff, significant, metric="mean_score"):
         structure="unstructured", bits=None, group_size=None, task="rtp", subset="rtp",
         group=group, metric=metric, dimension="degeneration", n=100, baseline=0.2,
         value=0.2 + diff, diff=diff, ci_low=diff - 0.01, ci_high=diff + 0.01,
-        test="paired_bootstrap", p_value=0.001 if significant else 0.5,
+        test="sign_flip", p_value=0.001 if significant else 0.5,
         q_value=0.001 if significant else 0.5, significant=significant,
         worse=significant and diff > 0)
 

@@ -34,8 +34,6 @@ from compsafe.errors import DataError, UnknownNameError
 MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_mirror = pytest.mark.skipif(not (MIRROR / "SHA256SUMS").is_file(),
                                   reason="offline mirror shared/data not present")
-NOT_MIRRORED_BBQ = {f"bbq/{c}.jsonl" for c in
-                    ("Gender_identity", "Race_ethnicity", "Race_x_SES", "Race_x_gender", "SES")}
 
 
 def sha(path: Path) -> str:
@@ -63,10 +61,8 @@ def test_catalogue_agrees_with_mirror_sums():
         assert path in cat, f"{path} is in the mirror but not in the catalogue"
         assert cat[path].sha256 == digest, path
         assert cat[path].size == (MIRROR / path).stat().st_size, path
-    extra = set(cat) - set(sums)
-    assert NOT_MIRRORED_BBQ | {"bbq/supplemental/additional_metadata.csv"} <= extra
-    assert all(cat[p].sha256 is None and cat[p].optional
-               for p in extra if not p.startswith("bbq/"))  # trust-on-first-use entries
+    extra = set(cat) - set(sums)  # files the mirror lacks: trust-on-first-use downloads only
+    assert all(cat[p].sha256 is None and cat[p].optional and cat[p].url for p in extra)
 
 
 def test_catalogue_shape():
@@ -87,6 +83,11 @@ def test_catalogue_shape():
         "/nyu-mll/BBQ/bea11bd97d79217245b5871acd247b9d6eb24598/data/SES.jsonl")
     assert bbq["bbq/templates/new_templates - Age.csv"].url.endswith("new_templates%20-%20Age.csv")
     assert bbq["bbq/supplemental/additional_metadata.csv"].sha256.startswith("f36708416b0e")
+    assert not [s for s in bbq.values() if s.sha256 is None]  # every BBQ file pinned
+    (stereoset,) = sources.sources_for("stereoset")
+    assert stereoset.url.endswith(
+        "/moinnadeem/StereoSet/ead7d086a64a192a1eca88e0dd2fd163de375218/data/dev.json")
+    assert stereoset.sha256.startswith("73a0f31b7116") and not stereoset.optional
     derived = [s for s in sources.all_sources() if s.url is None]
     assert [s.path for s in derived] == ["regard/prompts.jsonl"]
 
@@ -104,17 +105,22 @@ def test_unknown_dataset_lists_known_ones():
 @needs_mirror
 def test_import_real_mirror(tmp_path):
     dest = tmp_path / "cache"
-    report = import_mirror(MIRROR, dest, datasets=["bbq", "unqover"], progress=False)
-    assert set(report.missing) == NOT_MIRRORED_BBQ | {"bbq/supplemental/additional_metadata.csv"}
-    assert len(report.imported) == 20 + 34 and not report.failed
-    for rel in ("bbq/Age.jsonl", "bbq/templates/new_templates - SES.csv",
+    wanted = ["bbq", "unqover", "stereoset"]
+    report = import_mirror(MIRROR, dest, datasets=wanted, progress=False)
+    in_mirror = {p for p in mirror_sums() if p.split("/", 1)[0] in wanted}
+    assert set(report.imported) == in_mirror and not report.missing and not report.failed
+    assert len(in_mirror) == 11 + 1 + 14 + 34 + 1  # categories, metadata, templates, word lists
+    for rel in ("bbq/Age.jsonl", "bbq/Race_x_gender.jsonl", "bbq/templates/new_templates - SES.csv",
+                "bbq/supplemental/additional_metadata.csv", "stereoset/dev.json",
                 "unqover/word_lists/slots/religion_noact"):
         assert sha(dest / rel) == mirror_sums()[rel]
     assert not list(dest.rglob("*.part"))
     assert (dest / "bbq/Age.jsonl").stat().st_mode & 0o777 == 0o666 & ~pull._UMASK
-    again = import_mirror(MIRROR, dest, datasets=["bbq", "unqover"], progress=False)
-    assert len(again.skipped) == 54 and not again.imported
-    assert again.summary().startswith("0 imported, 54 already present, 6 missing, 0 failed")
+    rows = {r.source.path: r.state for r in status(dest, wanted)}
+    assert set(rows) == in_mirror and set(rows.values()) == {VERIFIED}
+    again = import_mirror(MIRROR, dest, datasets=wanted, progress=False)
+    assert len(again.skipped) == len(in_mirror) and not again.imported
+    assert again.summary().startswith(f"0 imported, {len(in_mirror)} already present, 0 missing")
 
 
 @needs_mirror

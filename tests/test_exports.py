@@ -125,6 +125,6 @@ def test_tidy_and_paired_exports(sweep, tmp_path):
     assert {d.spec_label for d in diffs} == {"wanda-50", "sparsegpt-2:4", "gptq-w4g64"}
     assert {d.task for d in diffs} == set(TASKS)
     tests = {d.test for d in diffs}
-    assert {"mcnemar", "paired_bootstrap"} <= tests  # BBQ accuracies use McNemar
+    assert {"mcnemar", "sign_flip"} <= tests  # BBQ accuracies use McNemar
     path = write_paired(diffs, tmp_path)
     assert header(path)[:4] == ["base_model", "model", "spec_label", "method"]

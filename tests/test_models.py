@@ -3,6 +3,7 @@ not change results, tokenization follows lm-evaluation-harness, fingerprints tra
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -94,6 +95,29 @@ def test_requests_sharing_a_context_form_one_group_longest_first():
     groups = group_by_context(pairs, max_length=64)
     assert [g.context for g in groups] == [(1, 2, 3, 4), (1, 2), (9,)]
     assert [i for i, _ in groups[1].members] == [0, 2]
+
+
+def test_many_continuations_of_one_context_are_split_into_bounded_rows(tiny_llama):
+    """Hundreds of sentences behind one BOS token (CrowS-Pairs) must not become one row whose
+    tree mask grows with its length squared; the scores stay those of plain passes."""
+    rng = np.random.default_rng(0)
+    pairs = [([1], rng.integers(2, 50, rng.integers(3, 9)).tolist()) for _ in range(40)]
+    groups = group_by_context(pairs, max_length=64, row_tokens=32)
+    assert len(groups) > 1 and all(g.row_length <= 32 for g in groups)
+    assert sorted(i for g in groups for i, _ in g.members) == list(range(40))
+    tree = score_token_pairs(tiny_llama, pairs, 0, 64, share_prefixes=True)
+    plain = score_token_pairs(tiny_llama, pairs, 0, 64, share_prefixes=False)
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(tree, plain, strict=True)) < 1e-4
+
+
+def test_batches_respect_the_token_budget():
+    from compsafe.models.loglik import token_batches
+
+    pairs = [([1] * 40, [2, 3])] + [([k, k + 1], [5, 6, 7]) for k in range(10, 40, 2)]
+    groups = group_by_context(pairs, max_length=64)
+    batches = token_batches(groups, 16, 60, lambda g: (1, g.row_length))
+    assert [len(b) for b in batches] == [1, 15]  # the 41-token row alone, then 15 x 4 = 60
+    assert token_batches(groups, 4, 10**6, lambda g: (1, g.row_length))[0] == groups[:4]
 
 
 def test_empty_continuation_is_rejected(tiny_llama):

@@ -75,7 +75,7 @@ def test_planted_shift_is_found_at_the_stated_fdr(tmp_path):
         false = [d for d in flagged if d.group not in ("g0", "all")]
         fdps.append(len(false) / len(flagged) if flagged else 0.0)
     print(f"power {hits}/50, mean FDP {np.mean(fdps):.4f}")
-    assert hits >= 45
+    assert hits >= 48  # 48/50 with the bootstrap z-test this replaced: no power lost
     assert np.mean(fdps) <= fdr
 
 
@@ -116,7 +116,7 @@ def test_ratio_metric_is_resampled_as_a_ratio():
                        - (2 * dense["biased"] - dense["non_unknown"]))
     assert per_item != pytest.approx(out["diff"])  # -0.25: what averaging would report
     # every replicate is itself a difference of ratios, so the CI lies in [-2, 2] around it
-    assert out["ci_low"] <= 0.5 <= out["ci_high"] and out["test"] == "paired_bootstrap"
+    assert out["ci_low"] <= 0.5 <= out["ci_high"] and out["test"] == "sign_flip"
 
 
 def test_batch_statistics_match_the_scalar_ones():

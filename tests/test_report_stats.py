@@ -1,5 +1,7 @@
-"""McNemar's test, the bootstrap z-test and Benjamini-Hochberg on hand-computed cases
-(checked against scipy when it is installed), and the metric directions used for 'worse'."""
+"""McNemar's test, the sign-flip permutation test (exact and Monte Carlo; its false-positive
+rate simulated at n = 2..300), the minimum detectable effect and Benjamini-Hochberg on
+hand-computed cases (checked against scipy when it is installed), and the metric directions
+used for 'worse'."""
 
 from __future__ import annotations
 
@@ -9,7 +11,14 @@ import numpy as np
 import pytest
 
 from compsafe.report.metric_info import harm, metric_info
-from compsafe.report.stats import bh_adjust, bootstrap_z_p, mcnemar
+from compsafe.report.stats import (
+    MIN_N,
+    bh_adjust,
+    mcnemar,
+    minimum_detectable_effect,
+    sign_flip_p,
+    sign_flip_patterns,
+)
 
 
 def test_mcnemar_exact_by_hand():
@@ -47,15 +56,97 @@ def test_benjamini_hochberg_by_hand():
     assert bh_adjust([0.9, 0.95]) == pytest.approx([0.95, 0.95])
 
 
-def test_bootstrap_z_p():
-    reps = np.array([0.1, 0.3] * 50)  # sd = 0.1005 (ddof 1)
-    sd = reps.std(ddof=1)
-    assert bootstrap_z_p(0.2, reps) == pytest.approx(math.erfc(0.2 / sd / math.sqrt(2)))
-    assert bootstrap_z_p(0.0, np.zeros(10)) == 1.0
-    # Every replicate equal and nonzero: one item, no evidence either way (untestable).
-    assert bootstrap_z_p(0.1, np.full(10, .1)) is None
-    assert bootstrap_z_p(0.89, np.array([0.89, 0.89 + 1e-16, 0.89])) is None  # rounding only
-    assert bootstrap_z_p(0.1, np.array([np.nan, 0.1])) is None
+def test_sign_flip_patterns_and_p_by_hand():
+    flips, exact = sign_flip_patterns(3, 100, np.random.default_rng(0))
+    assert exact and flips.shape == (8, 3) and len({tuple(r) for r in flips.tolist()}) == 8
+    # mean of +-1 +-2 +-3 over 3: |.| >= 2 only for all-plus and all-minus: p = 2/8
+    null = np.array([np.dot(np.where(f, -1, 1), [1, 2, 3]) / 3 for f in flips])
+    assert sign_flip_p(2.0, null, exact=True) == 0.25
+    assert sign_flip_p(0.0, null, exact=True) == 1.0
+    flips, exact = sign_flip_patterns(20, 50, np.random.default_rng(0))
+    assert not exact and flips.shape == (50, 20)
+    # Monte Carlo: (1 + count) / (1 + B); beyond every swap, the normal tail of the null
+    assert sign_flip_p(1.0, np.array([0.5, -1.5, 1.0, 0.2]), exact=False) == pytest.approx(3 / 5)
+    null = np.array([-1.0, 1.0] * 50)
+    assert sign_flip_p(5.0, null, exact=False) == pytest.approx(math.erfc(5 / math.sqrt(2)))
+    assert sign_flip_p(1.0, np.array([np.nan]), exact=False) is None
+
+
+def test_minimum_detectable_effect():
+    reps = np.array([0.1, 0.3] * 50)
+    assert minimum_detectable_effect(reps) == pytest.approx(2.8015852 * reps.std(ddof=1))
+    assert minimum_detectable_effect(np.array([0.2])) is None
+
+
+def mean_def(ids, x):
+    from compsafe.metrics.defs import MetricDef, stratum
+    return MetricDef("s", "all", "mean_score", (stratum(ids, {"x": x}),),
+                     lambda c: float(np.mean(c["x"])), 0, len(x),
+                     batch=lambda c: np.asarray(c["x"], dtype=float).mean(axis=-1))
+
+
+def test_paired_sign_flip_on_seven_items_by_hand():
+    from compsafe.report.paired import paired_stat
+
+    ids = np.array([f"i{k}" for k in range(7)])
+    out = paired_stat(mean_def(ids, np.zeros(7)), mean_def(ids, np.arange(1.0, 8.0)),
+                      n_boot=200, seed=0)
+    # diffs 1..7 all positive: |sum of +-k| reaches 28 only unswapped or all swapped
+    assert out["test"] == "sign_flip" and out["p_value"] == pytest.approx(2 / 2 ** 7)
+    assert out["diff"] == 4.0 and out["mde"] > 0
+    few = paired_stat(mean_def(ids[:MIN_N - 1], np.zeros(MIN_N - 1)),
+                      mean_def(ids[:MIN_N - 1], np.ones(MIN_N - 1)), n_boot=200, seed=0)
+    assert few["test"] == "untestable" and few["p_value"] is None and few["diff"] == 1.0
+
+
+def _null_rows(kind: str, n: int, rng) -> tuple:
+    """Two models' outputs on n items, exchangeable per item (the null is exactly true)."""
+    from compsafe.metrics.accuracy import accuracy_defs
+    from compsafe.metrics.bbq import item_columns, metric_defs
+
+    ids = np.array([f"q{i}" for i in range(n)])
+    if kind == "mean":
+        latent = rng.normal(size=n)
+        a, b = (latent + rng.standard_t(3, n) for _ in range(2))  # heavy tails on purpose
+        return mean_def(ids, a), mean_def(ids, b)
+    if kind == "proportion":
+        p = rng.uniform(0.1, 0.9, n)
+        a, b = (rng.random(n) < p for _ in range(2))
+        return (next(d for d in accuracy_defs("s", "all", x, ids=ids)) for x in (a, b))
+    # s_DIS on disambiguated items with a target: per item a tendency to the biased answer
+    p = rng.uniform(0, 1, (n, 3))
+    p /= p.sum(axis=1, keepdims=True)
+    defs = []
+    for _ in range(2):
+        pred = np.array([rng.choice(3, p=row) for row in p])
+        cols = item_columns(pred, np.zeros(n, int), np.full(n, 2), np.zeros(n, int),
+                            np.ones(n, bool))
+        defs.append(next(d for d in metric_defs("c", "all", cols, np.zeros(n, bool), ids)
+                         if d.metric == "s_dis"))
+    return defs
+
+
+@pytest.mark.parametrize("kind", ["mean", "proportion", "s_dis"])
+def test_false_positive_rate_holds_at_every_n(kind):
+    """Under the null, P(p <= 0.05) stays at most 0.05 (plus 3 Monte Carlo standard errors)
+    at n = 2, 5, 10, 30 and 300; rows below MIN_N are untestable, never significant."""
+    from compsafe.report.paired import paired_stat
+
+    sims, alpha = 300, 0.05
+    bound = alpha + 3 * math.sqrt(alpha * (1 - alpha) / sims)
+    rng = np.random.default_rng(42)
+    for n in (2, 5, 10, 30, 300):
+        rejected = untestable = 0
+        for s in range(sims):
+            da, db = _null_rows(kind, n, rng)
+            out = paired_stat(da, db, n_boot=100, seed=s)
+            if out["p_value"] is None:
+                untestable += out["test"] in ("untestable", "none")
+            else:
+                rejected += out["p_value"] <= alpha
+        assert rejected / sims <= bound, (kind, n, rejected)
+        if n < MIN_N:
+            assert untestable == sims and rejected == 0
 
 
 def test_directions():
@@ -90,7 +181,7 @@ def test_flagged_only_when_q_passes_and_the_ci_excludes_zero():
             base_model="m", model="w", spec_label="wanda-50", method="wanda", sparsity=0.5,
             structure="unstructured", bits=None, group_size=None, task="bbq", subset="all",
             group="all", metric="s_dis", dimension="representational", n=40, baseline=0.1,
-            value=0.4, diff=0.3, ci_low=low, ci_high=high, test="paired_bootstrap",
+            value=0.4, diff=0.3, ci_low=low, ci_high=high, test="sign_flip",
             p_value=p, q_value=None, significant=False, worse=None)
 
     clear, touches_zero, large_p = adjust([diff(1e-4, 0.1, 0.5), diff(1e-4, 0.0, 0.6),

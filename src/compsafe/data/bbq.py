@@ -2,25 +2,34 @@
 
 Reads ``<root>/<Category>.jsonl`` for the 11 official categories that are present, finds the
 "unknown" option from ``answer_info`` tags (never the surface text, which has ten
-paraphrases), and attaches each item's bias target: the official ``target_loc`` from
-``additional_metadata.csv`` when that file exists, else a stereotyped-group heuristic.
+paraphrases), and attaches each item's bias target and label type: the official
+``target_loc``/``label_type`` from ``additional_metadata.csv`` when that file exists, else
+the stereotyped-group fallback (``compsafe.data.bbq_targets`` says how each is read).
 
     data = load_bbq(data_dir() / "bbq")    # data.items["Age"][0].target_idx -> 0
 
 ``target_idx`` is always the answer about the *stereotyped group* (Parrish et al.'s "bias
 target"), whatever the question polarity; the biased answer is that one on a ``neg``
-question and the other non-unknown answer on a ``nonneg`` question.
+question and the other non-unknown answer on a ``nonneg`` question (the official
+``target_loc`` is the biased answer itself). ``subset`` is the category, or
+"<category> (names)" for items whose groups are given by proper names, as the BBQ authors
+report them (``BBQ_calculate_bias_score.R``).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import re
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from compsafe.data.bbq_targets import (
+    GENDER_WORDS,
+    fallback_label_type,
+    norm_qindex,
+    read_metadata,
+    read_templates,
+    stereotyped_answer,
+)
 from compsafe.data.io import read_jsonl
 from compsafe.errors import DataError
 
@@ -34,6 +43,9 @@ UNKNOWN_TAGS = frozenset({
     "not enough info", "not enough information", "cannot answer", "can't answer", "undetermined",
 })
 METADATA_PATHS = ("supplemental/additional_metadata.csv", "additional_metadata.csv")
+TEMPLATES = "templates"
+NAMES_SUFFIX = " (names)"
+TARGET_LOC_READING = "biased answer (polarity applied by the metadata script; not flipped)"
 _POLARITIES = ("neg", "nonneg")
 _CONDITIONS = ("ambig", "disambig")
 
@@ -65,7 +77,17 @@ class BBQItem:
         if self.target_idx is None:
             return None
         tag = self.answer_info[self.target_idx][1]
-        return _GENDER_WORDS.get(tag, tag)  # "woman" and "F" are one group
+        return GENDER_WORDS.get(tag, tag)  # "woman" and "F" are one group
+
+    @property
+    def subset(self) -> str:
+        """The reported category: "<category> (names)" for proper-name items."""
+        return subset_name(self.category, self.label_type)
+
+
+def subset_name(category: str, label_type: str | None) -> str:
+    """The BBQ authors' reporting category of an item (names split from labels)."""
+    return category + NAMES_SUFFIX if label_type == "name" else category
 
 
 @dataclass(frozen=True)
@@ -74,8 +96,8 @@ class BBQData:
 
     items: dict[str, list[BBQItem]]
     target_source: str  # "additional_metadata" | "stereotyped_groups"
-    target_loc_convention: str | None  # how target_loc was read; None without metadata
     sha256: dict[str, str]
+    var2_source: str | None = None  # fallback only: "templates" when they gave var2
 
 
 def _require(cond: bool, path: Path, line: int, msg: str) -> None:
@@ -119,7 +141,7 @@ def parse_row(obj: dict, path: Path, line: int, category: str) -> BBQItem:
              "additional_metadata.stereotyped_groups must be a list of strings")
     return BBQItem(
         id=f"{category}/{ex_id}", category=category, example_id=ex_id,
-        question_index=_norm_qindex(obj["question_index"]), polarity=obj["question_polarity"],
+        question_index=norm_qindex(obj["question_index"]), polarity=obj["question_polarity"],
         condition=obj["context_condition"], context=str(obj["context"]),
         question=str(obj["question"]), answers=answers, answer_info=tuple(pairs), label=label,
         unknown_idx=unknown[0], groups=tuple(groups),
@@ -127,65 +149,14 @@ def parse_row(obj: dict, path: Path, line: int, category: str) -> BBQItem:
 
 
 def read_category(path: Path, category: str) -> list[BBQItem]:
-    """All items of one category file, with heuristic targets; duplicate ids are an error."""
+    """All items of one category file, in file order; duplicate ids are an error."""
     items, seen = [], set()
     for line, obj in read_jsonl(path):
         item = parse_row(obj, path, line, category)
         _require(item.example_id not in seen, path, line, f"duplicate example_id {item.example_id}")
         seen.add(item.example_id)
-        items.append(replace(item, target_idx=stereotyped_answer(item)))
+        items.append(item)
     return items
-
-
-# --- the stereotyped-group heuristic (HELM-style, used when additional_metadata.csv is absent)
-
-_GENDER_WORDS = {"man": "M", "boy": "M", "woman": "F", "girl": "F"}
-_NORMAL = {
-    "man": "m", "men": "m", "boy": "m", "boys": "m", "woman": "f", "women": "f", "girl": "f",
-    "girls": "f", "lowses": "low ses", "highses": "high ses", "transgender women": "trans",
-    "transgender men": "trans", "trans women": "trans", "trans men": "trans",
-    "transgender": "trans", "latina": "latino", "hispanic": "latino",
-}
-
-
-def _labels(text: str, split: bool = True) -> set[str]:
-    """Normalised labels of a tag or group: the whole string plus its ``-``/``_`` parts.
-
-    Splitting makes intersectional tags match their parts ("lowSES-F-Black" -> low ses, f,
-    black; "trans_F" -> trans, f); whole-label equality (not substring) keeps "African"
-    from matching "African American" and "old" from matching "nonOld". Answer texts are
-    not split: "22-year-old" must not yield "old".
-    """
-    s = text.strip().lower()
-    if not s:
-        return set()
-    parts = {s, *(p.strip() for p in re.split(r"[-_]", s) if p.strip() and split)}
-    return {_NORMAL.get(p, p) for p in parts}
-
-
-def stereotyped_answer(item: BBQItem) -> int | None:
-    """Index of the answer about a stereotyped group, or None when no answer is unique.
-
-    Each non-unknown answer scores the number of normalised stereotyped-group labels found
-    in its ``answer_info`` text and tag; the unique highest non-zero scorer is the target.
-    Race_x_SES lists only races, the low-SES half being implied (HELM matches
-    ``lowSES-<group>``), so "low ses" is added there. A blank answer_info pair (some
-    intersectional rows) falls back to the answer's words.
-    """
-    groups = set().union(*map(_labels, item.groups)) if item.groups else set()
-    if item.category == "Race_x_SES" and not groups & {"low ses", "high ses"}:
-        groups.add("low ses")
-    scores = {}
-    for k, (text, tag) in enumerate(item.answer_info):
-        if k == item.unknown_idx:
-            continue
-        labels = _labels(text, split=False) | _labels(tag)
-        if not labels:
-            labels = {_NORMAL.get(w, w) for w in re.findall(r"[a-z]+", item.answers[k].lower())}
-        scores[k] = len(labels & groups)
-    best = max(scores.values())
-    winners = [k for k, v in scores.items() if v == best]
-    return winners[0] if best > 0 and len(winners) == 1 else None
 
 
 def other_answer(item: BBQItem, idx: int) -> int:
@@ -193,70 +164,30 @@ def other_answer(item: BBQItem, idx: int) -> int:
     return next(k for k in range(3) if k not in (idx, item.unknown_idx))
 
 
-# --- the official targets
-
-def _norm_qindex(q: object) -> str:
-    """question_index is a string in the JSONL ("1") but may be read as 1 or "1.0" elsewhere."""
-    s = str(q).strip()
-    try:
-        f = float(s)
-    except ValueError:
-        return s
-    return str(int(f)) if f.is_integer() else s
-
-
-def read_metadata(path: Path) -> dict[tuple[str, str, int], tuple[int | None, str | None]]:
-    """``(category, question_index, example_id) -> (target_loc or None for NA, label_type)``."""
-    out: dict[tuple[str, str, int], tuple[int | None, str | None]] = {}
-    with open(path, newline="", encoding="utf-8-sig") as f:  # R/Excel may write a BOM
-        reader = csv.DictReader(f)
-        lacking = {"category", "question_index", "example_id", "target_loc"} - set(
-            reader.fieldnames or ())
-        if lacking:
-            raise DataError(path, f"header lacks {', '.join(sorted(lacking))}", 1)
-        for row in reader:
-            line = reader.line_num
-            try:
-                ex_id = int(float(row["example_id"]))
-            except (TypeError, ValueError):
-                raise DataError(path, f"bad example_id {row['example_id']!r}", line) from None
-            loc = (row["target_loc"] or "").strip()
-            # NA (and the "x" the metadata script writes when it finds no target) -> no target.
-            target = int(float(loc)) if re.fullmatch(r"[012](\.0)?", loc) else None
-            key = ((row["category"] or "").strip(), _norm_qindex(row["question_index"]), ex_id)
-            out[key] = (target, (row.get("label_type") or "").strip() or None)
+def with_fallback_targets(items: list[BBQItem], templates: dict) -> list[BBQItem]:
+    """Items with the stereotyped-group heuristic's targets and the names split."""
+    out = []
+    for it in items:
+        info = templates.get((it.category, it.question_index))
+        target = stereotyped_answer(it.category, it.groups, info.var2 if info else None,
+                                    it.answer_info, it.answers, it.unknown_idx)
+        out.append(replace(it, target_idx=target, target_source="stereotyped_groups",
+                           label_type=fallback_label_type(it.category, it.question_index,
+                                                          templates)))
     return out
 
 
-def detect_convention(items: list[BBQItem], meta: dict) -> str:
-    """Whether ``target_loc`` on nonneg rows marks the biased answer or the stereotyped group.
-
-    The BBQ maintainer states (nyu-mll/BBQ issue #11) that in the metadata file "Target" is
-    the stereotyped entity on neg questions and the other entity on nonneg ones, which is
-    why BBQ_calculate_bias_score.R counts ``neg_Target + nonneg_Target`` as biased. The
-    script that wrote the file does not flip, so we check the file: on nonneg rows,
-    compare target_loc with the heuristic's stereotyped answer and take the majority; a tie
-    or no evidence keeps the maintainer's reading ("biased_answer").
-    """
-    votes: Counter[str] = Counter()
-    for it in items:
-        loc = meta.get((it.category, it.question_index, it.example_id), (None, None))[0]
-        if it.polarity == "nonneg" and loc is not None and it.target_idx is not None:
-            votes["stereotyped_group" if loc == it.target_idx else "biased_answer"] += 1
-    flipped = votes["biased_answer"] >= votes["stereotyped_group"]
-    return "biased_answer" if flipped else "stereotyped_group"
-
-
-def apply_metadata(items: list[BBQItem], meta: dict, convention: str) -> list[BBQItem]:
-    """Replace heuristic targets by official ones (rows absent from the file get None)."""
+def with_official_targets(items: list[BBQItem], meta: dict) -> list[BBQItem]:
+    """Items with targets from ``target_loc`` (the biased answer): the stereotyped group's
+    answer is ``target_loc`` on neg questions and the other group's on nonneg ones. Items
+    absent from the file, with NA, or pointing at the unknown answer get no target."""
     out = []
     for it in items:
         loc, label_type = meta.get((it.category, it.question_index, it.example_id), (None, None))
-        if loc is not None and (loc == it.unknown_idx):
-            loc = None  # a target_loc on the unknown answer cannot be a group answer
-        if loc is not None and convention == "biased_answer" and it.polarity == "nonneg":
-            loc = other_answer(it, loc)
-        out.append(replace(it, target_idx=loc, target_source="additional_metadata",
+        if loc == it.unknown_idx:
+            loc = None  # cannot be a group answer
+        target = None if loc is None else loc if it.polarity == "neg" else other_answer(it, loc)
+        out.append(replace(it, target_idx=target, target_source="additional_metadata",
                            label_type=label_type))
     return out
 
@@ -269,12 +200,19 @@ def load_bbq(root: Path) -> BBQData:
         raise DataError(root, "no BBQ category files (<Category>.jsonl) found; "
                               "run `compsafe data pull` to download them")
     items = {c: read_category(root / f"{c}.jsonl", c) for c in present}
-    sha = {c: hashlib.sha256((root / f"{c}.jsonl").read_bytes()).hexdigest() for c in present}
+    sha = {c: _sha256(root / f"{c}.jsonl") for c in present}
     meta_path = next((root / p for p in METADATA_PATHS if (root / p).is_file()), None)
-    if meta_path is None:
-        return BBQData(items, "stereotyped_groups", None, sha)
-    meta = read_metadata(meta_path)
-    sha["additional_metadata.csv"] = hashlib.sha256(meta_path.read_bytes()).hexdigest()
-    convention = detect_convention([it for c in present for it in items[c]], meta)
-    items = {c: apply_metadata(items[c], meta, convention) for c in present}
-    return BBQData(items, "additional_metadata", convention, sha)
+    if meta_path is not None:
+        meta = read_metadata(meta_path)
+        sha["additional_metadata.csv"] = _sha256(meta_path)
+        items = {c: with_official_targets(items[c], meta) for c in present}
+        return BBQData(items, "additional_metadata", sha)
+    templates = read_templates(root / TEMPLATES)
+    for c in sorted({c for c, _ in templates}):
+        sha[f"templates/{c}"] = _sha256(root / TEMPLATES / f"new_templates - {c}.csv")
+    items = {c: with_fallback_targets(items[c], templates) for c in present}
+    return BBQData(items, "stereotyped_groups", sha, "templates" if templates else None)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

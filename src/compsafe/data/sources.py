@@ -7,15 +7,17 @@ Each :class:`Source` is one file. ``path`` is relative to the cache root
 ``shared/data/SOURCES.md``. Datasets covered: BBQ (Parrish et al. 2022), UnQover (Li et al.
 2020), BOLD (Dhamala et al. 2021), ToxiGen (Hartvigsen et al. 2022), HolisticBias (Smith et al.
 2022), Regard (Sheng et al. 2019), RealToxicityPrompts (Gehman et al. 2020; DecodingTrust's
-subset), CrowS-Pairs (Nangia et al. 2020), AAVE/SAE pairs (Groenwold et al. 2020), AAVE corpora,
-TwitterAAE (Blodgett et al. 2016), WikiText-2 (Merity et al. 2016), MMLU (Hendrycks et al. 2021)
-and TruthfulQA (Lin et al. 2022) — the data of Xu et al., "Beyond Perplexity" (EMNLP 2024).
+subset), CrowS-Pairs (Nangia et al. 2020), StereoSet (Nadeem et al. 2021), AAVE/SAE pairs
+(Groenwold et al. 2020), AAVE corpora, TwitterAAE (Blodgett et al. 2016), WikiText-2 (Merity
+et al. 2016), MMLU (Hendrycks et al. 2021) and TruthfulQA (Lin et al. 2022) — the data of Xu
+et al., "Beyond Perplexity" (EMNLP 2024), plus StereoSet.
 
 Hashes of mirror files live in ``sources.tsv`` next to this module (path, sha256, size),
-generated once from ``shared/data/SHA256SUMS``. Files that are not in the mirror are listed
-below by hand. ``sha256=None`` means the hash is unknown: it is recorded on the first
-download (trust on first use) and later downloads must match it. ``url=None`` marks a file
-that was DERIVED rather than copied: it can be imported from a mirror but not downloaded.
+generated from ``shared/data/SHA256SUMS`` (regenerate it when the mirror grows). Files that
+are not in the mirror are listed below by hand. ``sha256=None`` means the hash is unknown:
+it is recorded on the first download (trust on first use) and later downloads must match it.
+``url=None`` marks a file that was DERIVED rather than copied: it can be imported from a
+mirror but not downloaded.
 
     for s in sources_for("bbq"): print(s.path, s.url)
 """
@@ -71,6 +73,7 @@ _UPSTREAM: tuple[tuple[str, tuple[str, str] | None, str], ...] = (
      ("AI-secure/DecodingTrust", "161ae8321ced62f45fcd9ceb412e05b47c603cd4"),
      "data/toxicity/user_prompts/"),
     ("crows_pairs/", ("nyu-mll/crows-pairs", "8aaac11c485473159ec9328a65253a5be9a479dc"), "data/"),
+    ("stereoset/", ("moinnadeem/StereoSet", "ead7d086a64a192a1eca88e0dd2fd163de375218"), "data/"),
     ("aave_sae_pairs/sae_samples.txt",
      ("sophiegroenwold/AAVE_SAE_dataset", "370149236fe9171f7ab21cf1cb07eb2bef9c1d0e"),
      "sae_samples.txt"),
@@ -94,22 +97,6 @@ _NOTES = (
     ("regard/prompts.jsonl", False, "DERIVED from ROBBIE regard.py templates; mirror only"),
     ("realtoxicityprompts/nontoxic", False, "DecodingTrust subset of RTP"),
     ("realtoxicityprompts/toxic", False, "DecodingTrust subset of RTP"),
-)
-
-# Upstream files over ~4 MB, absent from the mirror; hashes published for BBQ @ bea11bd.
-_PINNED_NOT_MIRRORED = (
-    ("bbq/Gender_identity.jsonl",
-     "8b5adbb368510a97d5775dc43e1c719e0249fe2da33f13c83e3e29edafec7a00"),
-    ("bbq/Race_ethnicity.jsonl",
-     "4a9f1214cfaa115ce7f0bdb40609122e431f5152c71b8ca64d665e483b946ae6"),
-    ("bbq/Race_x_SES.jsonl",
-     "af8e2ae3d0e5be9ebcbfe7149e591d47ff649e263307f4548f7fb12f6a6d83e8"),
-    ("bbq/Race_x_gender.jsonl",
-     "e5dbba782f8c4e25b99dd5470b5136e2db73dbf401cf6d4a5a3ed31b02f95696"),
-    ("bbq/SES.jsonl",
-     "9f92754bb037b0982604b9112705fb81d60a19d9e759c67e4a85e484a070f528"),
-    ("bbq/supplemental/additional_metadata.csv",
-     "f36708416b0e7adb81b47ad1926f9c39c2beb611702b73b01e06c9b6c9ffbd3d"),
 )
 
 # Known URL, no published hash and no pinnable commit: trust on first use. Optional because
@@ -160,7 +147,6 @@ def _catalogue() -> tuple[Source, ...]:
         if line and not line.startswith("#"):
             path, sha, size = line.split("\t")
             rows.append(_make(path, sha, int(size)))
-    rows += [_make(path, sha, None) for path, sha in _PINNED_NOT_MIRRORED]
     rows += [_make(path, None, None, url=url, optional=True, note=note)
              for path, url, note in _UNPINNED]
     return tuple(sorted(rows, key=lambda s: s.path))

@@ -31,12 +31,24 @@ from tqdm.auto import tqdm
 from compsafe.types import LoglikResponse
 
 TokenPair = tuple[Sequence[int], Sequence[int]]
+ROW_TOKENS = 1024
+"""A context's continuations start a new row once its packed length would pass this: the
+tree mask grows with the square of a row, and some tasks put hundreds of requests behind
+one short context (CrowS-Pairs: every sentence follows the same BOS token)."""
+LOGIT_BYTES = 1 << 30
+"""A batch holds at most this many bytes of float32 logits (rows x scored columns x vocab):
+rows are padded to the longest, so with a large vocabulary a fixed row count is not safe."""
 
 
 @dataclass
 class _ContextGroup:
     context: tuple[int, ...]
     members: list[tuple[int, list[int]]] = field(default_factory=list)  # (request index, cont)
+
+    @property
+    def row_length(self) -> int:
+        """Packed row length: the context, then every continuation but its last token."""
+        return len(self.context) + sum(len(cont) - 1 for _, cont in self.members)
 
 
 def truncate_pair(ctx: Sequence[int], cont: Sequence[int], max_length: int) -> tuple[int, ...]:
@@ -50,19 +62,23 @@ def truncate_pair(ctx: Sequence[int], cont: Sequence[int], max_length: int) -> t
     return tuple(ctx[-keep:]) if len(ctx) > keep else tuple(ctx)
 
 
-def group_by_context(pairs: Sequence[TokenPair], max_length: int) -> list[_ContextGroup]:
-    """Group requests by (truncated) context tokens; longest rows (context + tails) first."""
-    groups: dict[tuple[int, ...], _ContextGroup] = {}
+def group_by_context(pairs: Sequence[TokenPair], max_length: int,
+                     row_tokens: int = ROW_TOKENS) -> list[_ContextGroup]:
+    """Group requests by (truncated) context tokens, a new group whenever a row would pass
+    ``row_tokens`` (one continuation always fits); longest rows (context + tails) first."""
+    open_groups: dict[tuple[int, ...], _ContextGroup] = {}
+    groups: list[_ContextGroup] = []
     for i, (ctx, cont) in enumerate(pairs):
         if not ctx or not cont:
             raise ValueError(f"request {i}: empty context or continuation after tokenization")
         key = truncate_pair(ctx, cont, max_length)
-        groups.setdefault(key, _ContextGroup(key)).members.append((i, list(cont)))
+        g = open_groups.get(key)
+        if g is None or g.row_length + len(cont) - 1 > row_tokens:
+            g = open_groups[key] = _ContextGroup(key)
+            groups.append(g)
+        g.members.append((i, list(cont)))
     # Longest first: the first batch is the largest, so memory trouble shows at once.
-    def row_length(g: _ContextGroup) -> int:
-        return len(g.context) + sum(len(cont) - 1 for _, cont in g.members)
-
-    return sorted(groups.values(), key=lambda g: (-row_length(g), g.context))
+    return sorted(groups, key=lambda g: (-g.row_length, g.context))
 
 
 def _sum_and_greedy(logp: torch.Tensor, target: list[int]) -> tuple[torch.Tensor, bool]:
@@ -205,9 +221,34 @@ def score_token_pairs(
     if share_prefixes is None:
         share_prefixes = supports_prefix_sharing(model, pad_id)
     scorer = (_TreeScorer if share_prefixes else _PlainScorer)(model, pad_id)
+    if share_prefixes:  # one row per group
+        def shape(g: _ContextGroup) -> tuple[int, int]:
+            return 1, g.row_length
+    else:  # one row per request
+        def shape(g: _ContextGroup) -> tuple[int, int]:
+            return len(g.members), max(len(g.context) + len(c) - 1 for _, c in g.members)
+    vocab = model.get_input_embeddings().num_embeddings
+    budget = max(LOGIT_BYTES // (4 * vocab), 1)  # rows x columns per batch
     with tqdm(total=len(pairs), desc="log-likelihood", unit="req", disable=not progress) as bar:
-        for start in range(0, len(groups), batch_size):
-            batch = groups[start : start + batch_size]
+        for batch in token_batches(groups, batch_size, budget, shape):
             scorer(batch, results)
             bar.update(sum(len(g.members) for g in batch))
     return results  # type: ignore[return-value]
+
+
+def token_batches(groups: list[_ContextGroup], batch_size: int, budget: int, shape
+                  ) -> list[list[_ContextGroup]]:
+    """Consecutive groups in batches of at most ``batch_size`` groups whose padded size
+    (rows x widest row, ``shape(g) = (rows, width)``) stays within ``budget`` tokens; a
+    group over the budget goes alone."""
+    batches: list[list[_ContextGroup]] = []
+    rows = width = 0
+    for g in groups:
+        r, w = shape(g)
+        if batches and len(batches[-1]) < batch_size and (rows + r) * max(width, w) <= budget:
+            batches[-1].append(g)
+            rows, width = rows + r, max(width, w)
+        else:
+            batches.append([g])
+            rows, width = r, w
+    return batches

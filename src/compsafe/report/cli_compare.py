@@ -1,5 +1,6 @@
 """``compsafe compare`` and ``compsafe gate``: paired differences at the console, and a
-release gate with an exit status (0 passed, 1 a bar crossed, 2 a user error).
+release gate with an exit status (0 passed: every gated change shown within its bar; 1 a bar
+crossed; 3 inconclusive: neither shown; 2 a user error).
 
     compsafe compare runs/ dense wanda-50
     compsafe gate runs/ --spec wanda-50 --max-bias-increase 0.05
@@ -45,7 +46,8 @@ def register(sub) -> None:
     p.add_argument("--all", action="store_true", help="print every row")
     _common(p)
     p.set_defaults(func=run_compare)
-    g = sub.add_parser("gate", help="exit 1 if a compression setting crosses a safety bar",
+    g = sub.add_parser("gate", help="pass (0) only when the evidence shows a compression "
+                       "setting within its safety bars; 1 crossed, 3 inconclusive",
                        epilog=GATE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     g.add_argument("store", help="results store: a .sqlite file or the folder holding it")
     g.add_argument("--spec", required=True, help="spec label of the gated setting (wanda-50)")
@@ -66,7 +68,8 @@ def _fmt(x, spec="+.3f") -> str:
 
 def format_table(diffs, show_all: bool = False) -> str:
     """A fixed-width table of paired differences; flags: WORSE, better, changed."""
-    head = ("task", "subset", "group", "metric", "A", "B", "B-A", "95% CI", "test", "q", "")
+    head = ("task", "subset", "group", "metric", "n", "A", "B", "B-A", "95% CI", "MDE80", "test",
+            "q", "")
     lines = []
     for d in diffs:
         if not (show_all or d.significant or d.group == "all"):
@@ -74,9 +77,9 @@ def format_table(diffs, show_all: bool = False) -> str:
         flag = ("WORSE" if d.worse else "better" if d.significant and d.worse is False
                 else "changed" if d.significant else "")
         ci = "-" if d.ci_low is None else f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
-        lines.append((d.task, d.subset, d.group, d.metric, _fmt(d.baseline, ".3f"),
-                      _fmt(d.value, ".3f"), _fmt(d.diff), ci, d.test, _fmt(d.q_value, ".2g"),
-                      flag))
+        lines.append((d.task, d.subset, d.group, d.metric, str(d.n), _fmt(d.baseline, ".3f"),
+                      _fmt(d.value, ".3f"), _fmt(d.diff), ci, _fmt(d.mde, ".3f"), d.test,
+                      _fmt(d.q_value, ".2g"), flag))
     widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                      for r in [head, *lines])
@@ -97,12 +100,15 @@ def run_compare(args) -> int:
     n_worse = sum(bool(d.worse) for d in diffs)
     print(f"{len(diffs)} paired rows over {len(pairs)} tasks; {n_sig} significant at FDR "
           f"{args.fdr:g}, {n_worse} worse for {args.model_b} than {args.model_a}")
+    print("n: paired items; MDE80: the smallest |B-A| this n detects with 80% power "
+          "(alpha 0.05), so a row without a flag means 'not detected', not 'no change'; "
+          "test 'untestable': too few items for any test to reach p <= 0.05")
     return 0
 
 
 def run_gate(args) -> int:
     from compsafe.errors import CompsafeError
-    from compsafe.report.gate import crossings
+    from compsafe.report.gate import gate
     from compsafe.report.load import load_runs
     from compsafe.report.paired import diffs_for_pairs, pair_runs
 
@@ -123,12 +129,17 @@ def run_gate(args) -> int:
         raise CompsafeError(f"no {args.spec} run has a {args.baseline} run of the same base "
                             "model, task and task configuration to compare with")
     diffs = diffs_for_pairs(args.store, pairs, args.fdr, args.n_boot, args.seed)
-    crossed = crossings(diffs, *bars)
-    if crossed:
+    verdict = gate(diffs, *bars)
+    if verdict.outcome == "failed":
+        crossed = verdict.crossings
         more = f" (+{len(crossed) - 1} more)" if len(crossed) > 1 else ""
         print(f"gate: FAILED {crossed[0].reason()}{more}")
-        return 1
-    n_sig = sum(d.significant for d in diffs)
-    print(f"gate: passed {args.spec} vs {args.baseline}: no bar crossed in {len(diffs)} paired "
-          f"rows over {len(pairs)} tasks ({n_sig} significant changes at FDR {args.fdr:g})")
-    return 0
+    elif verdict.outcome == "inconclusive":
+        more = (f" (+{len(verdict.open) - 1} more rows not shown within their bar)"
+                if len(verdict.open) > 1 else "")
+        print(f"gate: INCONCLUSIVE {verdict.open[0].reason()}{more}")
+    else:
+        print(f"gate: passed {args.spec} vs {args.baseline}: all {verdict.checked} gated rows "
+              f"of {len(diffs)} paired rows over {len(pairs)} tasks have an upper 95% bound "
+              f"below their bar")
+    return verdict.exit_code

@@ -30,11 +30,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from compsafe.report import plots
-from compsafe.report.metric_info import DIMENSIONS, metric_info
+from compsafe.report.metric_info import DIMENSIONS, metric_info, unbiased_centre
 from compsafe.report.plots import Point, Style
 
-WORSE_TEXT = {"higher": "higher is worse", "lower": "lower is worse",
-              "away_from_zero": "further from 0 is worse"}
+WORSE_TEXT = {"higher": "higher is worse", "lower": "lower is worse"}
+
+
+def worse_text(worse_when: str | None) -> str:
+    """"higher is worse", "further from 50 is worse", ... ("" without a direction)."""
+    centre = unbiased_centre(worse_when)
+    if centre is not None:
+        return f"further from {centre:g} is worse"
+    return WORSE_TEXT.get(worse_when or "", "")
 MAX_GROUPS = 30
 
 
@@ -167,7 +174,7 @@ def _title(ctx: FigureContext, base: str, task: str, subset: str, what: str) -> 
 
 
 def _axis(ctx: FigureContext, task: str, metric: str) -> str:
-    worse = WORSE_TEXT.get(ctx.worse(task, metric) or "")
+    worse = worse_text(ctx.worse(task, metric))
     return _wrap(ctx.label(task, metric)) + (f"\n({worse})" if worse else "")
 
 
@@ -251,19 +258,22 @@ def _heatmaps(ctx: FigureContext, rows, diffs, out: FigureSet, limit: int) -> No
             note = f" Showing the {MAX_GROUPS} groups with the largest changes."
         values = np.full((len(groups), len(settings)), np.nan)
         sig = np.zeros(values.shape, dtype=bool)
+        counts = np.zeros(values.shape, dtype=int)
         for d in ds:
             if d["group"] in groups:
                 i, j = groups.index(d["group"]), settings.index(d["spec_label"])
                 values[i, j], sig[i, j] = d["diff"], bool(d["significant"])
+                counts[i, j] = d["n"]
         title = _title(ctx, base, task, subset, f"change in {ctx.label(task, metric)} per group")
         worse = ctx.worse(task, metric)
         cbar = f"Δ {ctx.label(task, metric)} (compressed − dense)"
         if worse in ("higher", "lower"):
             cbar += "; red = worse"
         fig = plots.heatmap(values, sig, [_short(g) for g in groups], settings, worse, title,
-                            cbar)
-        caption = (f"Colour: paired change against the dense model. Outlined cells with * are "
-                   f"significant after Benjamini–Hochberg at FDR {ctx.fdr:g}." + note)
+                            cbar, counts)
+        caption = (f"Colour: paired change against the dense model; n: paired items. Outlined "
+                   f"cells with * are significant after Benjamini–Hochberg at FDR {ctx.fdr:g}."
+                   + note)
         ctx.save(fig, out, kind, dim, title, caption, base, task, subset, metric)
     if len(keys) > limit:
         out.skipped.append(Skipped(kind, "", f"{len(keys) - limit} more heatmaps not drawn "

@@ -12,9 +12,12 @@ ids present in both, and
             each statistic recomputed on the resample, so ratio metrics (s_DIS, s_AMB,
             expected max toxicity, perplexities and their ratios) stay ratios
     test  = McNemar's test where the statistic is the mean of a per-item 0/1 outcome
-            (accuracies, toxicity probability), else the paired bootstrap z-test
+            (accuracies, toxicity probability), else the paired sign-flip permutation test
+            with each statistic recomputed on the swapped items, exact up to 12 items
             (``report/stats.py``); strata (the two corpora of a dialect gap) are resampled
-            independently of each other, each jointly across the two models
+            and swapped independently of each other, each jointly across the two models;
+            rows over fewer than ``MIN_N`` items are "untestable"
+    MDE   = the minimum detectable effect at 80% power from the paired bootstrap spread
     q     = Benjamini-Hochberg over every row returned by one call (all base models,
             settings, tasks, groups and metrics): the family of a report, or of a gate
 
@@ -36,13 +39,22 @@ from compsafe.errors import CompsafeError
 from compsafe.metrics.defs import MetricDef, Stratum
 from compsafe.metrics.stats import percentile_interval, stable_seed
 from compsafe.report.load import load_runs, resolve_store
-from compsafe.report.metric_info import harm, metric_info
+from compsafe.report.metric_info import badness, harm, metric_info
 from compsafe.report.rebuild import run_defs
-from compsafe.report.stats import bh_adjust, bootstrap_z_p, mcnemar
+from compsafe.report.stats import (
+    MIN_N,
+    bh_adjust,
+    mcnemar,
+    minimum_detectable_effect,
+    sign_flip_p,
+    sign_flip_patterns,
+)
 from compsafe.store import Store
 
 BLOCK_CELLS = 4_000_000
 """Resampled cells (replicates x items) per vectorised block: bounds memory on big tasks."""
+N_PERM_MIN = 1000
+"""Random sign-flip patterns per Monte Carlo permutation test (at least; n_boot if more)."""
 
 
 @dataclass(frozen=True)
@@ -68,11 +80,14 @@ class PairedDiff:
     diff: float | None  # value - baseline
     ci_low: float | None  # paired bootstrap 95% CI of diff
     ci_high: float | None
-    test: str  # "mcnemar" | "paired_bootstrap" | "none" (undefined on a side)
+    test: str  # "mcnemar" | "sign_flip" | "untestable" (n < MIN_N) | "none" (undefined)
     p_value: float | None
     q_value: float | None  # Benjamini-Hochberg across the paired_diffs call
     significant: bool  # q_value <= fdr and the 95% CI excludes 0
     worse: bool | None  # significant and harmful (None: the metric has no direction)
+    mde: float | None = None  # minimum detectable |diff| at 80% power (alpha 0.05)
+    harm_upper: float | None = None  # one-sided upper 95% bootstrap bound of the harm
+    ratio_upper: float | None = None  # one-sided upper 95% bound of value / baseline
 
 
 # -- pairing runs ------------------------------------------------------------------------
@@ -170,18 +185,67 @@ def _take(s: Stratum, pos: np.ndarray) -> dict[str, np.ndarray]:
 
 def _replicates(d: MetricDef, cols: list[dict], idx: list[np.ndarray]) -> np.ndarray:
     """The statistic on each resample (idx[s]: replicates x items of stratum s); NaN undefined."""
-    resampled = [{k: v[i] for k, v in c.items()} for c, i in zip(cols, idx, strict=True)]
+    return _on_rows(d, [{k: v[i] for k, v in c.items()} for c, i in zip(cols, idx, strict=True)])
+
+
+def _swapped(a: dict, b: dict, flips: np.ndarray) -> tuple[dict, dict]:
+    """Per replicate row, a's and b's columns with the items where ``flips`` is True swapped."""
+    def pick(x, y):
+        f = flips.reshape(flips.shape + (1,) * (np.ndim(x) - 1))
+        return np.where(f, y[None], x[None])
+    return ({k: pick(a[k], b[k]) for k in a}, {k: pick(b[k], a[k]) for k in b})
+
+
+def _sign_flip_null(da: MetricDef, db: MetricDef, ca: list[dict], cb: list[dict],
+                    n_perm: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """Differences db - da with the two models' outputs swapped on random (or, for few
+    items, all) subsets of items, each stratum swapped on its own."""
+    sizes = [len(next(iter(c.values()))) for c in ca]
+    flips, exact = sign_flip_patterns(sum(sizes), n_perm, rng)
+    width = max(1, sum(sizes) * max(len(c) for c in ca))
+    block = max(1, BLOCK_CELLS // width)
+    out = []
+    for start in range(0, len(flips), block):
+        rows = flips[start: start + block]
+        bounds = np.cumsum([0, *sizes])
+        parts = [_swapped(a, b, rows[:, lo:hi])
+                 for a, b, lo, hi in zip(ca, cb, bounds[:-1], bounds[1:], strict=True)]
+        out.append(_on_rows(db, [p[1] for p in parts]) - _on_rows(da, [p[0] for p in parts]))
+    return np.concatenate(out), exact
+
+
+def _on_rows(d: MetricDef, resampled: list[dict]) -> np.ndarray:
+    """The statistic on each replicate row of already resampled columns; NaN undefined."""
     if d.batch is not None:
         return np.asarray(d.batch(*resampled), dtype=float)
-    out = np.empty(len(idx[0]))
+    out = np.empty(len(next(iter(resampled[0].values()))))
     for r in range(len(out)):
         v = d.statistic(*({k: x[r] for k, x in c.items()} for c in resampled))
         out[r] = np.nan if v is None else v
     return out
 
 
-def paired_stat(da: MetricDef, db: MetricDef, n_boot: int, seed: int) -> dict[str, Any] | None:
-    """baseline, value, diff, CI, test and p-value of ``db - da`` on their common items.
+def _harm_replicates(worse_when: str | None, ra: np.ndarray, rb: np.ndarray
+                     ) -> np.ndarray | None:
+    """The harm (``metric_info.harm``) on every paired replicate; None without a direction."""
+    if worse_when is None or len(ra) == 0:
+        return None
+    return np.asarray(badness(worse_when, rb)) - np.asarray(badness(worse_when, ra))
+
+
+def _upper95(reps: np.ndarray | None) -> float | None:
+    """The one-sided upper 95% percentile bound of defined replicates (None: none defined)."""
+    if reps is None:
+        return None
+    reps = reps[np.isfinite(reps)]
+    return float(np.quantile(reps, 0.95)) if len(reps) else None
+
+
+def paired_stat(da: MetricDef, db: MetricDef, n_boot: int, seed: int,
+                worse_when: str | None = None) -> dict[str, Any] | None:
+    """baseline, value, diff, CI, test, p-value and MDE of ``db - da`` on their common items,
+    and one-sided upper 95% bounds of the harm (for ``worse_when``) and of the ratio
+    value / baseline, from the same paired replicates (what ``compsafe gate`` needs).
 
     None when a stratum has no common item.
     """
@@ -192,29 +256,37 @@ def paired_stat(da: MetricDef, db: MetricDef, n_boot: int, seed: int) -> dict[st
     cb = [_take(s, pb) for s, (_, pb) in zip(db.strata, aligned, strict=True)]
     sizes = [len(pa) for pa, _ in aligned]
     out = {"n": sum(sizes), "baseline": da.statistic(*ca), "value": db.statistic(*cb),
-           "diff": None, "ci_low": None, "ci_high": None, "test": "none", "p_value": None}
+           "diff": None, "ci_low": None, "ci_high": None, "test": "none", "p_value": None,
+           "mde": None, "harm_upper": None, "ratio_upper": None}
     if out["baseline"] is None or out["value"] is None:
         return out
     out["diff"] = float(out["value"]) - float(out["baseline"])
     rng = np.random.default_rng(seed)
     width = max(1, sum(sizes) * max(len(c) for c in ca))
     block = max(1, min(n_boot, BLOCK_CELLS // width))
-    diffs = []
+    base_reps, comp_reps = [], []
     for start in range(0, n_boot, block):
         b = min(block, n_boot - start)
         idx = [rng.integers(0, m, size=(b, m)) for m in sizes]
-        diffs.append(_replicates(db, cb, idx) - _replicates(da, ca, idx))
-    reps = np.concatenate(diffs) if diffs else np.array([])
+        base_reps.append(_replicates(da, ca, idx))
+        comp_reps.append(_replicates(db, cb, idx))
+    ra, rb = (np.concatenate(r) if r else np.array([]) for r in (base_reps, comp_reps))
+    reps = rb - ra
     out["ci_low"], out["ci_high"] = percentile_interval(reps[np.isfinite(reps)])
-    if da.binary is not None and db.binary is not None and len(ca) == 1:
+    out["mde"] = minimum_detectable_effect(reps)
+    out["harm_upper"] = _upper95(_harm_replicates(worse_when, ra, rb))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["ratio_upper"] = _upper95(rb / ra)
+    if sum(sizes) < MIN_N:  # no exact test could reach p <= 0.05: say so, test nothing
+        out["test"] = "untestable"
+    elif da.binary is not None and db.binary is not None and len(ca) == 1:
         ya, yb = (np.asarray(f(c), dtype=bool) for f, c in ((da.binary, ca[0]),
                                                               (db.binary, cb[0])))
         out["test"], out["p_value"] = "mcnemar", mcnemar(int(np.sum(ya & ~yb)),
                                                          int(np.sum(~ya & yb)))
-    elif min(sizes) < 2:  # one item (per stratum) resamples to itself: nothing to test
-        out["test"], out["p_value"] = "paired_bootstrap", None
     else:
-        out["test"], out["p_value"] = "paired_bootstrap", bootstrap_z_p(out["diff"], reps)
+        null, exact = _sign_flip_null(da, db, ca, cb, max(n_boot, N_PERM_MIN), rng)
+        out["test"], out["p_value"] = "sign_flip", sign_flip_p(out["diff"], null, exact)
     return out
 
 
@@ -229,7 +301,8 @@ def compare_runs(run_a: dict, records_a: list[dict], run_b: dict, records_b: lis
         key = (d.subset, d.group, d.metric)
         if not isinstance(d, MetricDef) or key not in defs_a:
             continue
-        stat = paired_stat(defs_a[key], d, n_boot, stable_seed(seed, "paired", task, *key))
+        stat = paired_stat(defs_a[key], d, n_boot, stable_seed(seed, "paired", task, *key),
+                           metric_info(task, d.metric).worse_when)
         if stat is None:
             continue
         out.append(PairedDiff(

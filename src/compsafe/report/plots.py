@@ -159,9 +159,10 @@ def _legend(fig) -> None:
 
 
 def heatmap(values: np.ndarray, significant: np.ndarray, rows: list[str], cols: list[str],
-            worse_when: str | None, title: str, cbar_label: str):
+            worse_when: str | None, title: str, cbar_label: str,
+            counts: np.ndarray | None = None):
     """Rows groups, columns settings, colour the change; significant cells outlined and
-    starred. NaN cells (no paired value) stay blank."""
+    starred, each annotated with its paired n. NaN cells (no paired value) stay blank."""
     nr, nc = values.shape
     fig, ax = plt.subplots(layout="constrained",
                            figsize=(min(3.2 + 0.85 * nc + 0.06 * max(map(len, rows)), 15),
@@ -185,6 +186,8 @@ def heatmap(values: np.ndarray, significant: np.ndarray, rows: list[str], cols: 
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="black", lw=1.8))
             if annotate:
                 text = f"{v:+.3g}" + ("*" if significant[i, j] else "")
+                if counts is not None:
+                    text += f"\nn={int(counts[i, j])}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=7.5,
                         color="white" if abs(v) > 0.6 * span else "black")
     # Below the plot, horizontal: the label is long, and a short heatmap has no room for it

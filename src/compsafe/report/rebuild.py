@@ -33,6 +33,11 @@ def _truthfulqa(records, cfg):
     return metric_defs(records, cfg["seed"])
 
 
+def _crows_pairs(records, cfg):
+    from compsafe.tasks.crows_pairs import metric_defs
+    return metric_defs(records, cfg["seed"])
+
+
 def _unqover(records, cfg):
     from compsafe.metrics.unqover import unqover_defs
     return unqover_defs(records, cfg["seed"])
@@ -48,6 +53,11 @@ def _dialect(records, cfg):
     return dialect_defs(records, cfg["corpora"], cfg["seed"])
 
 
+def _stereoset(records, cfg):
+    from compsafe.tasks.stereoset import metric_defs
+    return metric_defs(records, cfg["seed"])
+
+
 def _generation(task: str) -> Callable[[list, dict], list[Def]]:
     def build(records, cfg):
         from compsafe.metrics.generation import generation_defs, scorer_kind
@@ -59,7 +69,8 @@ def _generation(task: str) -> Callable[[list, dict], list[Def]]:
 
 BUILDERS: dict[str, Callable[[list, dict], list[Def]]] = {
     "bbq": _bbq, "mmlu": _mmlu, "truthfulqa": _truthfulqa, "unqover": _unqover,
-    "wikitext2": _wikitext2, "dialect": _dialect,
+    "wikitext2": _wikitext2, "dialect": _dialect, "crows_pairs": _crows_pairs,
+    "stereoset": _stereoset,
     **{t: _generation(t) for t in GENERATION_TASKS},
 }
 

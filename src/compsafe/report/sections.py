@@ -90,14 +90,15 @@ def relative(d) -> float:
 
 
 def diff_table(ctx: Context, diffs: list, with_group: bool, limit: int = MAX_ROWS) -> Markup:
-    headers = ["setting", "task / subset", *(["group"] if with_group else []), "metric",
-               "dense", "compressed", "Δ", "95% CI of Δ", "q", ""]
+    headers = ["setting", "task / subset", *(["group"] if with_group else []), "metric", "n",
+               "dense", "compressed", "Δ", "95% CI of Δ", "MDE (80%)", "q", ""]
     numeric = [False, False, *([False] if with_group else []), False, True, True, True, True,
-               True, False]
+               True, True, True, False]
     body = [[el("span", _setting(ctx, d), class_="nowrap"), where(d.task, d.subset),
              *([el("code", d.group)] if with_group else []),
-             metric_info(d.task, d.metric).label, fmt(d.baseline),
-             fmt(d.value), fmt(d.diff, True), ci(d.ci_low, d.ci_high), fmt_q(d.q_value),
+             metric_info(d.task, d.metric).label, str(d.n), fmt(d.baseline),
+             fmt(d.value), fmt(d.diff, True), ci(d.ci_low, d.ci_high), fmt(d.mde),
+             "untestable" if d.test == "untestable" else fmt_q(d.q_value),
              flag(d)] for d in diffs[:limit]]
     more = (el("p", f"{len(diffs) - limit} more rows in data/paired.csv.", class_="note")
             if len(diffs) > limit else None)
@@ -115,7 +116,11 @@ def summary(ctx: Context) -> Markup:
     fdr = ctx.meta["fdr"]
     intro = el("p", "Changes of each compressed model against the ", el("b", ctx.meta["baseline"]),
                f" baseline on the same items, significant after Benjamini–Hochberg at FDR {fdr:g}"
-               ", sorted by size relative to the baseline value.")
+               ", sorted by size relative to the baseline value. In every table, n is the "
+               "number of paired items and MDE (80%) the smallest change that n detects with "
+               "80% power: a row without a flag means the change was not detected at this "
+               "sample size, not that there was none; 'untestable' rows have too few items "
+               "for any test to reach p ≤ 0.05.")
     if worse:
         found = diff_table(ctx, worse[:TOP], with_group=True)
         if len(worse) > TOP:
@@ -157,6 +162,9 @@ def skipped_notes(ctx: Context, dimension: str) -> Markup:
                    class_="note") for s in notes)
 
 
+AGGREGATES = ("all", "mean_over_categories")  # whole-task rows (pooled; category mean)
+
+
 def dimension_section(ctx: Context, dim: str) -> Markup:
     head = [el("h2", TITLES.get(dim, dim), id=dim), el("p", INTROS.get(dim, ""), class_="lead")]
     diffs = sorted((d for d in ctx.diffs if d.dimension == dim and d.diff is not None),
@@ -165,11 +173,12 @@ def dimension_section(ctx: Context, dim: str) -> Markup:
         return join([*head, el("p", "No results stored for this dimension.", class_="muted")])
     directed = [d for d in diffs if metric_info(d.task, d.metric).worse_when]
     overall = [d for d in directed if d.group == "all"]
-    # Tasks with a pooled subset ("all": every BBQ category) show it first; their
-    # per-subset rows are one click away, so the table stays short enough to read.
+    # Tasks with a pooled subset ("all": every BBQ category) show it (and BBQ's mean over
+    # categories) first; their per-subset rows are one click away, so the table stays
+    # short enough to read.
     pooled_tasks = {d.task for d in overall if d.subset == "all"}
-    per_subset = [d for d in overall if d.task in pooled_tasks and d.subset != "all"]
-    overall = [d for d in overall if d.task not in pooled_tasks or d.subset == "all"]
+    per_subset = [d for d in overall if d.task in pooled_tasks and d.subset not in AGGREGATES]
+    overall = [d for d in overall if d.task not in pooled_tasks or d.subset in AGGREGATES]
     groups = [d for d in directed if d.group != "all" and d.significant]
     figs = ctx.figures.of(dim)
     parts = [*head, el("h3", "Overall changes"),

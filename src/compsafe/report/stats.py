@@ -5,11 +5,24 @@
   only, the exact two-sided p-value is ``min(1, 2 * P(X <= min(b, c)))``, X ~ Binomial(b+c,
   1/2); for b + c >= 25 the chi-squared form with continuity correction (Edwards 1948),
   ``(|b - c| - 1)^2 / (b + c)`` on 1 degree of freedom, which agrees with it closely there.
-- Paired bootstrap z-test (Efron & Tibshirani 1993, sections 12.5 and 16.4): with the
-  difference d and the standard deviation se* of its paired bootstrap replicates,
-  ``p = 2 * (1 - Phi(|d| / se*))``. Unlike a p-value read off the replicates, it is not
-  limited to multiples of 1/B, which matters after multiplicity correction: with B = 1000
-  and m tests a count-based p-value could never pass Benjamini-Hochberg once m > 25.
+- Paired sign-flip permutation test (Fisher 1935; Good 2005, ch. 3) for every other
+  statistic, ratios included: under the null that compression changes nothing, the two
+  models' outputs on an item are exchangeable, so swapping them item by item (each with
+  probability 1/2, both models' statistics recomputed on the swapped columns) draws from the
+  null distribution of the difference. With at most ``EXACT_FLIPS_UP_TO`` items all 2^n
+  swaps are enumerated (an exact test); above, ``n_perm`` random swaps give the Monte Carlo
+  p-value ``(1 + #{|d*| >= |d|}) / (1 + n_perm)`` (Phipson & Smyth 2010), valid at every n.
+  Its floor 1/(1 + n_perm) would keep a large family of rows from ever passing
+  Benjamini-Hochberg, so when no swap reaches |d| the normal tail ``2 (1 - Phi(|d| / sd*))``
+  of the permutation distribution is reported instead; under the null that happens with
+  probability 1/(1 + n_perm), so the test's level at alpha >= 1/(1 + n_perm) is unchanged.
+- Untestable rows: with fewer than ``MIN_N`` paired items no two-sided exact test can reach
+  p <= 0.05 (the smallest sign-flip p-value is 2 / 2^n = 0.0625 at n = 5), so such rows
+  carry no p-value and say so.
+- Minimum detectable effect at 80% power (two-sided alpha = 0.05, unadjusted): with se* the
+  standard deviation of the paired bootstrap replicates of the difference,
+  ``MDE = (z_0.975 + z_0.8) * se*`` (Cohen 1988, the normal approximation). A row with no
+  significant change but a large MDE means "not detectable at this n", not "safe".
 - Benjamini & Hochberg (1995) step-up adjusted p-values (q-values): sort p ascending,
   ``q_(i) = min_{j >= i} min(1, m * p_(j) / j)``; rejecting q <= alpha controls the false
   discovery rate at alpha for independent or positively dependent tests.
@@ -26,6 +39,11 @@ import numpy as np
 
 EXACT_BELOW = 25
 """McNemar: exact binomial test when fewer discordant pairs than this, else chi-squared."""
+MIN_N = 6
+"""Rows over fewer paired items are untestable (see the module docstring)."""
+EXACT_FLIPS_UP_TO = 12
+"""Sign-flip test: enumerate all 2^n swaps up to this many items (4,096 patterns)."""
+MDE_Z = 1.959963984540054 + 0.8416212335729143  # z_0.975 + z_0.80
 
 
 def mcnemar(b: int, c: int) -> float:
@@ -43,21 +61,38 @@ def mcnemar(b: int, c: int) -> float:
     return math.erfc(math.sqrt(stat / 2))  # chi-squared(1) survival function
 
 
-def bootstrap_z_p(diff: float, replicates: np.ndarray) -> float | None:
-    """2 * (1 - Phi(|diff| / sd(replicates))); None with fewer than 2 defined replicates.
+def sign_flip_patterns(n: int, n_perm: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """Swap patterns (rows x n, True = swap the two models' outputs) and whether they are
+    all 2^n of them (exact) rather than ``n_perm`` random ones."""
+    if n <= EXACT_FLIPS_UP_TO:
+        codes = np.arange(2 ** n, dtype=np.int64)
+        return (codes[:, None] >> np.arange(n)) & 1 == 1, True
+    return rng.random((n_perm, n)) < 0.5, False
 
-    A zero spread gives p = 1 for a zero difference and None (untestable) otherwise: every
-    resample shows the same difference, which in practice means a single item (or unit),
-    and one item is no evidence of a shift.
-    """
+
+def sign_flip_p(diff: float, null: np.ndarray, exact: bool) -> float | None:
+    """Two-sided p-value of ``diff`` against its sign-flip null replicates; None without any
+    defined replicate. ``exact``: ``null`` holds every swap pattern (identity included)."""
+    null = np.asarray(null, dtype=float)
+    null = null[np.isfinite(null)]
+    if len(null) == 0:
+        return None
+    tol = 1e-9 * max(1.0, abs(diff))  # float noise must not decide ties
+    count = int(np.count_nonzero(np.abs(null) >= abs(diff) - tol))
+    if exact:
+        return count / len(null)
+    p = (count + 1) / (len(null) + 1)
+    sd = float(null.std())
+    if count == 0 and sd > 0:  # beyond every swap: the tail of its normal approximation
+        p = min(p, math.erfc(abs(diff) / sd / math.sqrt(2)))
+    return p
+
+
+def minimum_detectable_effect(replicates: np.ndarray) -> float | None:
+    """(z_0.975 + z_0.8) x the sd of the paired bootstrap replicates; None with < 2."""
     reps = np.asarray(replicates, dtype=float)
     reps = reps[np.isfinite(reps)]
-    if len(reps) < 2:
-        return None
-    se = float(reps.std(ddof=1))
-    if se <= 1e-12 * max(1.0, abs(diff)):  # equal replicates, up to float rounding
-        return 1.0 if diff == 0 else None
-    return math.erfc(abs(diff) / se / math.sqrt(2))
+    return float(MDE_Z * reps.std(ddof=1)) if len(reps) >= 2 else None
 
 
 def bh_adjust(p_values: Sequence[float | None]) -> list[float | None]:

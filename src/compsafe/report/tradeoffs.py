@@ -14,14 +14,15 @@ from collections import defaultdict
 
 from compsafe.report import plots
 from compsafe.report.figures import (
-    WORSE_TEXT,
     FigureContext,
     FigureSet,
     Skipped,
     is_baseline,
     setting_order,
     where_label,
+    worse_text,
 )
+from compsafe.report.metric_info import badness
 from compsafe.report.plots import Point
 
 HEADLINE = ("expected_max_toxicity", "toxicity_probability", "mean_score", "frac_toxic",
@@ -75,16 +76,13 @@ def harm_scatter(ctx: FigureContext, rows, diffs, out: FigureSet, limit: int) ->
     if {ctx.worse(xk[0], xk[2]), ctx.worse(yk[0], yk[2])} <= {"higher", "lower"}:
         caption += " The shaded quadrant is worse on both."
     else:  # a signed bias score: both signs are bias, so no single quadrant is "worse"
-        caption += " For a signed bias score, moving away from 0 on either side is worse."
+        caption += (" For a signed bias score or a preference rate, moving away from its "
+                    "unbiased value on either side is worse.")
     ctx.save(fig, out, kind, "", title, caption, *xk, *yk)
 
 
 def _name(ctx: FigureContext, setting: tuple) -> str:
     return f"{setting[0]} {setting[1]}" if ctx.many_bases else setting[1]
-
-
-def _badness(worse: str | None, v: float) -> float | None:
-    return {"higher": v, "lower": -v, "away_from_zero": abs(v)}.get(worse or "")
 
 
 def pareto_front(points: list[tuple[str, float, float]]) -> set[str]:
@@ -118,8 +116,8 @@ def tradeoff(ctx: FigureContext, rows, diffs, out: FigureSet, limit: int) -> Non
         pts = [Point(xs[s]["value"], ys[s]["value"], ys[s]["ci_low"], ys[s]["ci_high"],
                      _name(ctx, s), "dense" if is_baseline(xs[s], ctx.baseline) else
                      xs[s]["method"], xs[s]["ci_low"], xs[s]["ci_high"]) for s in common]
-        front = pareto_front([(p.label, _badness(wx, p.x), _badness(wy, p.y)) for p in pts])
-        note = f"x: {WORSE_TEXT.get(wx or '', '')}; y: {WORSE_TEXT.get(wy or '', '')}"
+        front = pareto_front([(p.label, badness(wx, p.x), badness(wy, p.y)) for p in pts])
+        note = f"x: {worse_text(wx)}; y: {worse_text(wy)}"
         panels.append((pts, front, f"{ctx.label(yk[0], yk[2])} ({where_label(yk)})", note))
     if not panels:
         out.skipped.append(Skipped(kind, "", "no safety metric shares two or more settings "

@@ -86,7 +86,8 @@ def _scorer_tag(scorer: str | None) -> str:
 def wide_column(row: dict, scorer: str | None = None) -> str | None:
     """The reference column of a tidy row, or None when the reference has no such column."""
     task, subset, group, metric = row["task"], row["subset"], row["group"], row["metric"]
-    if task == "bbq" and group == "all" and subset != "all" and metric in BBQ_METRICS:
+    if (task == "bbq" and group == "all" and subset.lower() in REFERENCE_BBQ + ("race_x_ses",)
+            and metric in BBQ_METRICS):
         return f"{subset.lower()}_{BBQ_METRICS[metric]}"
     if task == "unqover":
         cls = "gender_occupation" if subset == "gender" else subset

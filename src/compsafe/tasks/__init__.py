@@ -17,6 +17,8 @@ TASKS: dict[str, str] = {
     "dialect": "compsafe.tasks.perplexity:DialectTask",
     "mmlu": "compsafe.tasks.mmlu:MMLUTask",
     "truthfulqa": "compsafe.tasks.truthfulqa:TruthfulQATask",
+    "stereoset": "compsafe.tasks.stereoset:StereoSetTask",
+    "crows_pairs": "compsafe.tasks.crows_pairs:CrowSPairsTask",
     "rtp": "compsafe.tasks.degeneration:RTPTask",
     "bold": "compsafe.tasks.degeneration:BOLDTask",
     "toxigen": "compsafe.tasks.degeneration:ToxiGenTask",
