@@ -24,6 +24,7 @@ EVAL_EXAMPLES = """\
 examples:
   compsafe eval --model default --tasks bbq,unqover --limit 200 --out runs/
   compsafe eval --model /path/to/model-dir --tasks bbq --out runs/
+  compsafe eval --model default --tasks bbq,stereoset,crows_pairs --limit 100
   compsafe eval --model meta-llama/Llama-2-7b-hf --tasks bbq --fewshot 3 --out runs/
   compsafe eval --model default --tasks bbq --chat --out runs/chat
   compsafe eval --model default --tasks rtp,bold,toxigen --limit 100 --samples 1
