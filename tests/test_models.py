@@ -101,10 +101,13 @@ def test_many_continuations_of_one_context_are_split_into_bounded_rows(tiny_llam
     """Hundreds of sentences behind one BOS token (CrowS-Pairs) must not become one row whose
     tree mask grows with its length squared; the scores stay those of plain passes."""
     rng = np.random.default_rng(0)
-    pairs = [([1], rng.integers(2, 50, rng.integers(3, 9)).tolist()) for _ in range(40)]
+    pairs = [([1, 7], rng.integers(2, 50, rng.integers(3, 9)).tolist()) for _ in range(40)]
     groups = group_by_context(pairs, max_length=64, row_tokens=32)
-    assert len(groups) > 1 and all(g.row_length <= 32 for g in groups)
+    assert 1 < len(groups) < 40 and all(g.row_length <= 32 for g in groups)
     assert sorted(i for g in groups for i, _ in g.members) == list(range(40))
+    # behind a one-token context (BOS) sharing saves nothing: one request per row
+    alone = group_by_context([([1], c) for _, c in pairs], max_length=64, row_tokens=32)
+    assert len(alone) == 40
     tree = score_token_pairs(tiny_llama, pairs, 0, 64, share_prefixes=True)
     plain = score_token_pairs(tiny_llama, pairs, 0, 64, share_prefixes=False)
     assert max(abs(a.logprob - b.logprob) for a, b in zip(tree, plain, strict=True)) < 1e-4

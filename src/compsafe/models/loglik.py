@@ -31,10 +31,11 @@ from tqdm.auto import tqdm
 from compsafe.types import LoglikResponse
 
 TokenPair = tuple[Sequence[int], Sequence[int]]
-ROW_TOKENS = 1024
-"""A context's continuations start a new row once its packed length would pass this: the
-tree mask grows with the square of a row, and some tasks put hundreds of requests behind
-one short context (CrowS-Pairs: every sentence follows the same BOS token)."""
+ROW_TOKENS = 256
+"""A context's continuations start a new row once its packed length would pass this (or
+twice the context, for long contexts): attention over a row grows with its square, and
+some tasks put hundreds of requests behind one short context (CrowS-Pairs, StereoSet's
+intrasentence: every sentence follows the same BOS token), where sharing saves nothing."""
 LOGIT_BYTES = 1 << 30
 """A batch holds at most this many bytes of float32 logits (rows x scored columns x vocab):
 rows are padded to the longest, so with a large vocabulary a fixed row count is not safe."""
@@ -65,7 +66,8 @@ def truncate_pair(ctx: Sequence[int], cont: Sequence[int], max_length: int) -> t
 def group_by_context(pairs: Sequence[TokenPair], max_length: int,
                      row_tokens: int = ROW_TOKENS) -> list[_ContextGroup]:
     """Group requests by (truncated) context tokens, a new group whenever a row would pass
-    ``row_tokens`` (one continuation always fits); longest rows (context + tails) first."""
+    ``row_tokens`` or twice its context (one continuation always fits; behind a one-token
+    context, only one); longest rows (context + tails) first."""
     open_groups: dict[tuple[int, ...], _ContextGroup] = {}
     groups: list[_ContextGroup] = []
     for i, (ctx, cont) in enumerate(pairs):
@@ -73,7 +75,10 @@ def group_by_context(pairs: Sequence[TokenPair], max_length: int,
             raise ValueError(f"request {i}: empty context or continuation after tokenization")
         key = truncate_pair(ctx, cont, max_length)
         g = open_groups.get(key)
-        if g is None or g.row_length + len(cont) - 1 > row_tokens:
+        # A one-token context (the BOS of CrowS-Pairs, StereoSet intrasentence) saves nothing
+        # when shared: such requests get rows of their own, scored like lm-eval's.
+        cap = max(row_tokens, 2 * len(key)) if len(key) > 1 else 0
+        if g is None or g.row_length + len(cont) - 1 > cap:
             g = open_groups[key] = _ContextGroup(key)
             groups.append(g)
         g.members.append((i, list(cont)))
@@ -220,7 +225,8 @@ def score_token_pairs(
     results: list[LoglikResponse | None] = [None] * len(pairs)
     if share_prefixes is None:
         share_prefixes = supports_prefix_sharing(model, pad_id)
-    scorer = (_TreeScorer if share_prefixes else _PlainScorer)(model, pad_id)
+    plain = _PlainScorer(model, pad_id)
+    tree = _TreeScorer(model, pad_id) if share_prefixes else plain
     if share_prefixes:  # one row per group
         def shape(g: _ContextGroup) -> tuple[int, int]:
             return 1, g.row_length
@@ -231,7 +237,9 @@ def score_token_pairs(
     budget = max(LOGIT_BYTES // (4 * vocab), 1)  # rows x columns per batch
     with tqdm(total=len(pairs), desc="log-likelihood", unit="req", disable=not progress) as bar:
         for batch in token_batches(groups, batch_size, budget, shape):
-            scorer(batch, results)
+            # Rows of one request each need no tree mask: plain causal passes are the same
+            # computation, on the attention kernels' fast path.
+            (plain if all(len(g.members) == 1 for g in batch) else tree)(batch, results)
             bar.update(sum(len(g.members) for g in batch))
     return results  # type: ignore[return-value]
 
