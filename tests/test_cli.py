@@ -261,9 +261,13 @@ def test_eval_prints_table(first_eval):
 def test_eval_writes_results_and_records(first_eval):
     _, _, out = first_eval
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    [task] = doc["tasks"]
+    [task] = doc["runs"]
     assert task["task"] == "bbq" and task["n_items"] == 3 * BBQ_SUBSETS
-    assert doc["model"]["name"] == "tiny-llama" and doc["model"]["fingerprint"]
+    assert task["model"]["name"] == "tiny-llama" and task["model"]["fingerprint"]
+    assert task["status"] == "done" and task["lineage"]["method"] == "dense"
+    [inv] = task["invocations"]  # when, the command line and the versions behind it
+    assert inv["started_at"] and inv["versions"]["compsafe"] and inv["versions"]["torch"]
+    assert "--tasks bbq" in inv["command"] and inv["versions"]["transformers"]
     rows = task["metrics"]
     assert rows and all({"subset", "group", "metric", "value", "n", "ci_low", "ci_high"}
                         <= set(r) for r in rows)
@@ -286,7 +290,7 @@ def test_eval_writes_results_and_records(first_eval):
 
 def test_eval_store_has_done_run_and_tidy_metrics(first_eval):
     _, _, out = first_eval
-    key = json.loads((out / "results.json").read_text())["tasks"][0]["run_key"]
+    key = json.loads((out / "results.json").read_text())["runs"][0]["run_key"]
     with Store(out / "compsafe.sqlite") as store:
         [run] = store.runs()
         assert run["run_key"] == key and run["status"] == "done"
@@ -318,7 +322,10 @@ def test_eval_rerun_reuses_finished_run(first_eval, tiny_model_dir, data_cache, 
     assert any("not recomputed" in r.getMessage() for r in caplog.records)
     assert capsys.readouterr().out == first_stdout
     after = json.loads((out / "results.json").read_text())
-    assert after["tasks"] == before["tasks"]
+    strip = ("invocations", "updated_at")  # a reuse is itself recorded
+    assert ([{k: v for k, v in r.items() if k not in strip} for r in after["runs"]]
+            == [{k: v for k, v in r.items() if k not in strip} for r in before["runs"]])
+    assert len(after["runs"][0]["invocations"]) == len(before["runs"][0]["invocations"]) + 1
     with Store(out / "compsafe.sqlite") as store:
         [run] = store.runs()
         assert run["status"] == "done"

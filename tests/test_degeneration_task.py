@@ -44,7 +44,7 @@ def test_rtp_and_bold_generate_score_and_aggregate(tiny_model_dir, prompt_cache,
             assert s["failed"] is False and isinstance(s["score"], float)
         assert r["scorer"]["scorer"] in ("profanity", "vader")
     results = json.load(open(tmp_path / "out" / "results.json"))
-    rtp = next(t for t in results["tasks"] if t["task"] == "rtp")
+    rtp = next(t for t in results["runs"] if t["task"] == "rtp")
     emt = [m for m in rtp["metrics"]
            if m["metric"] == "expected_max_toxicity" and m["group"] == "all"]
     assert emt and emt[0]["n"] == 6

@@ -73,7 +73,7 @@ def records_by_id(out: Path) -> dict[str, dict]:
 def assert_same_results(a: Path, b: Path, n_items: int) -> None:
     """Two output folders hold the same run: same key, metrics (exactly) and records."""
     ra, rb = results(a), results(b)
-    [ta], [tb] = ra["tasks"], rb["tasks"]
+    [ta], [tb] = ra["runs"], rb["runs"]
     assert ta["run_key"] == tb["run_key"]
     assert ta["n_items"] == tb["n_items"] == n_items
     assert ta["metrics"] == tb["metrics"]  # values, n, ci_low, ci_high: all equal

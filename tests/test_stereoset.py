@@ -265,7 +265,7 @@ def test_cli_eval_and_malformed_file(data, tiny_model_dir, tmp_path, capsys):
                "--limit", "2", "--out", str(out), "--data-dir", str(data), "--n-boot", "20",
                "--device", "cpu"])
     assert rc == 0, capsys.readouterr().err
-    [task] = json.loads((out / "results.json").read_text())["tasks"]
+    [task] = json.loads((out / "results.json").read_text())["runs"]
     assert task["task"] == "stereoset" and task["n_items"] == 16
     metrics = {(r["subset"], r["group"], r["metric"]) for r in task["metrics"]}
     assert {("all", "all", m) for m in ("lms", "ss", "icat")} <= metrics

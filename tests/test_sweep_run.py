@@ -160,3 +160,20 @@ def test_sigkill_during_a_cell_then_rerun(tmp_path, tiny_model_dir, sweep_data, 
     assert metrics(db) == metrics(b / "compsafe.sqlite")  # same run keys, values, n, CIs
     assert {v["run_key"] for v in after.values()} == {
         v["run_key"] for v in cells(b / "compsafe.sqlite").values()}
+
+
+def test_status_points_at_the_store_of_a_run_with_set_out(tmp_path, tiny_model_dir,
+                                                          sweep_data, monkeypatch):
+    monkeypatch.setenv("COMPSAFE_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = tiny_config(tmp_path / "s.yaml", tiny_model_dir, sweep_data, tmp_path / "out",
+                      compression=[], tasks=[{"task": "bbq", "limit": 1, "n_boot": 10}])
+    moved = tmp_path / "elsewhere"
+    rc, _, err = run_cli(["-q", "sweep", str(cfg), "--set", f"out={moved}"])
+    assert rc == 0, err
+    rc, status, _ = run_cli(["sweep", "status", str(cfg)])
+    assert rc == 0 and status.splitlines()[-2] == "0 done, 1 pending"
+    assert status.splitlines()[-1] == (f"this config was also run into "
+                                       f"{moved.resolve() / 'compsafe.sqlite'}: compsafe sweep "
+                                       f"status {cfg} --set out={moved}")
+    rc, status, _ = run_cli(["sweep", "status", str(cfg), "--set", f"out={moved}"])
+    assert status.splitlines()[-1] == "1 done, 0 pending"  # pointed at it: nothing more said

@@ -265,6 +265,9 @@ def _run_data_list(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from compsafe.runner import provenance
+
+    provenance.set_command(["compsafe", *(sys.argv[1:] if argv is None else argv)])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -95,7 +95,7 @@ def _sum_and_greedy(logp: torch.Tensor, target: list[int]) -> tuple[torch.Tensor
 class _TreeScorer:
     """One forward pass per batch; each row is a context followed by its continuations.
 
-    Row layout: ``[context | cont_1[:-1] | cont_2[:-1] | ... | pad]``. The attention mask
+    Row layout: ``[pad | context | cont_1[:-1] | cont_2[:-1] | ...]``. The attention mask
     is causal over the context; each continuation token sees the whole context and the
     earlier tokens of its own continuation, never a sibling's; positions restart at the
     context length for every continuation. So the context's keys and values are computed
@@ -112,7 +112,7 @@ class _TreeScorer:
 
     @torch.inference_mode()
     def __call__(self, batch: list[_ContextGroup], results: list) -> None:
-        layout = []  # per row: [(request index, cont, tail offset)], context length
+        layout = []  # per row: [(request index, cont, tail offset)], row length
         for g in batch:
             off, spans = len(g.context), []
             for idx, cont in g.members:
@@ -120,26 +120,29 @@ class _TreeScorer:
                 off += len(cont) - 1
             layout.append((spans, off))
         width = max(end for _, end in layout)
+        # Rows are right-aligned (padding on the left), so the scored columns (each
+        # context's last token and the tails) of every row fall in the last few columns and
+        # the logits are computed for those alone.
+        shift = [width - end for _, end in layout]
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         pos = torch.zeros((len(batch), width), dtype=torch.long)
         allowed = torch.eye(width, dtype=torch.bool).repeat(len(batch), 1, 1)  # pads: self
         causal = torch.ones(width, width, dtype=torch.bool).tril()
         for r, (g, (spans, _)) in enumerate(zip(batch, layout, strict=True)):
-            n = len(g.context)
-            ids[r, :n] = torch.tensor(g.context)
-            pos[r, :n] = torch.arange(n)
-            allowed[r, :n, :n] = causal[:n, :n]
+            n, s = len(g.context), shift[r]
+            ids[r, s:s + n] = torch.tensor(g.context)
+            pos[r, s:s + n] = torch.arange(n)
+            allowed[r, s:s + n, s:s + n] = causal[:n, :n]
             for _, cont, off in spans:
-                k = len(cont) - 1
+                k, o = len(cont) - 1, s + off
                 if k:
-                    ids[r, off:off + k] = torch.tensor(cont[:-1])
-                    pos[r, off:off + k] = torch.arange(n, n + k)
-                    allowed[r, off:off + k, :n] = True
-                    allowed[r, off:off + k, off:off + k] = causal[:k, :k]
+                    ids[r, o:o + k] = torch.tensor(cont[:-1])
+                    pos[r, o:o + k] = torch.arange(n, n + k)
+                    allowed[r, o:o + k, s:s + n] = True
+                    allowed[r, o:o + k, o:o + k] = causal[:k, :k]
         mask = torch.zeros(allowed.shape, dtype=self.dtype)
         mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
-        # Columns that score something: each context's last token, and the tails.
-        lo = min(len(g.context) for g in batch) - 1
+        lo = min(shift[r] + len(g.context) for r, g in enumerate(batch)) - 1
         keep = torch.arange(lo, width, device=self.device)
         kwargs = {"logits_to_keep": keep} if self.logits_to_keep else {}
         dev = self.device
@@ -148,9 +151,10 @@ class _TreeScorer:
         logits = out.logits if self.logits_to_keep else out.logits[:, lo:]
         logp = F.log_softmax(logits.float(), dim=-1)
         for r, (g, (spans, _)) in enumerate(zip(batch, layout, strict=True)):
-            last = len(g.context) - 1 - lo
+            last = shift[r] + len(g.context) - 1 - lo
             for idx, cont, off in spans:
-                cols = [last, *range(off - lo, off - lo + len(cont) - 1)]
+                o = shift[r] + off - lo
+                cols = [last, *range(o, o + len(cont) - 1)]
                 lp, greedy = _sum_and_greedy(logp[r, cols], cont)
                 results[idx] = LoglikResponse(float(lp), greedy, len(cont))
 

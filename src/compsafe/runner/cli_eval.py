@@ -70,14 +70,13 @@ def run_eval(args) -> int:
              fingerprint)
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
-    with Store(args.store or args.out / STORE_FILE) as store:
+    store_path = args.store or args.out / STORE_FILE
+    with Store(store_path) as store:
         for task in tasks:
             results.append(evaluate_task(model, task, store, fingerprint,
                                          checkpoint_every=args.checkpoint_every,
                                          progress=not args.quiet))
-    model_info = {"name": model.name, "source": model.source, "fingerprint": fingerprint,
-                  "device": str(model.device), "dtype": str(next(model.model.parameters()).dtype)}
-    write_outputs(args.out, results, model_info)
+    write_outputs(args.out, store_path)
     grouped = {t.name for t in tasks if getattr(t, "console_groups", False)}
     print(format_metrics_table(results, all_groups=args.all_groups, group_tasks=grouped))
     print(f"\nwrote {args.out / 'results.json'}, {args.out / 'records.jsonl'}", file=sys.stderr)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from compsafe import __version__
 from compsafe.compress.lineage import Lineage
 from compsafe.runner.keys import run_key
+from compsafe.runner.provenance import invocation
 from compsafe.store import Store
 from compsafe.tasks.base import LoglikTask
 from compsafe.types import LoglikRequest, MetricRow, PromptFormat, RollingRequest
@@ -120,7 +121,8 @@ def evaluate_task(
                          getattr(model, "base_model", None))
     status = store.start_run(key, model.name, fingerprint, task.name, task.version,
                              {"task": config, "prompt": prompt}, __version__,
-                             lineage=lineage.columns() if lineage else None)
+                             lineage=lineage.columns() if lineage else None,
+                             invocation=invocation())
     done = store.done_item_ids(key) if status != "done" else {e.id for e in examples}
     todo = [e for e in examples if e.id not in done]
     if status == "done":

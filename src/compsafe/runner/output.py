@@ -1,50 +1,92 @@
 """What ``compsafe eval`` writes under ``--out`` and prints on the console.
 
-``results.json``: per task, the run key, model, config and tidy metric rows;
-``records.jsonl``: every per-item record, tagged with task and run key.
+Both files are rebuilt from the store after every command, so they always describe every
+run in it, whichever command (or how many commands at once) wrote them:
+
+``results.json``: per run, its key, task, model and lineage, status, config, the commands
+that started, resumed or reused it (date, command line, compsafe/torch/transformers
+versions) and its tidy metric rows; ``records.jsonl``: every per-item record, tagged with
+task and run key. Writers hold a lock on ``--out`` and replace each file atomically through
+a temporary file of their own, so concurrent commands never lose each other's output.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 from compsafe import __version__
 from compsafe.runner.evaluate import TaskResult
+from compsafe.store import Store
+from compsafe.store.schema import LINEAGE_COLUMNS
+
+RESULTS, RECORDS, LOCK = "results.json", "records.jsonl", ".outputs.lock"
+
+
+@contextmanager
+def _locked(out_dir: Path) -> Iterator[None]:
+    """An exclusive lock on ``out_dir`` for the duration (released if the process dies)."""
+    with open(out_dir / LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
-def write_outputs(out_dir: Path, results: Sequence[TaskResult], model_info: dict) -> None:
-    """Write ``results.json`` and ``records.jsonl`` for the finished tasks."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "compsafe_version": __version__,
-        "model": model_info,
-        "tasks": [
-            {
-                "task": r.task,
-                "run_key": r.run_key,
-                "config": r.config,
-                "n_items": len(r.records),
-                "metrics": [m.to_dict() for m in r.metrics],
-            }
-            for r in results
-        ],
+def run_entry(store: Store, run: dict) -> dict:
+    """One run of ``results.json``: identity, lineage, provenance and metric rows."""
+    key = run["run_key"]
+    metric_keys = ("subset", "group", "metric", "value", "n", "ci_low", "ci_high")
+    return {
+        "task": run["task"],
+        "run_key": key,
+        "model": {"name": run["model"], "fingerprint": run["model_fingerprint"]},
+        "lineage": {c: run.get(c) for c in LINEAGE_COLUMNS if c != "spec_json"},
+        "status": run["status"],
+        "error": run["error"],
+        "n_items": run["n_items"],
+        "created_at": run["created_at"],
+        "updated_at": run["updated_at"],
+        "config": run["config"],
+        "invocations": [{k: v for k, v in inv.items() if k != "run_key"}
+                        for inv in store.invocations(key)],
+        "metrics": [{k: m[k] for k in metric_keys} for m in store.metrics_rows(run_key=key)],
     }
-    _atomic_write_text(out_dir / "results.json", json.dumps(doc, indent=2, ensure_ascii=False))
-    lines = [
-        json.dumps({"task": r.task, "run_key": r.run_key, **rec}, ensure_ascii=False)
-        for r in results
-        for rec in r.records
-    ]
-    _atomic_write_text(out_dir / "records.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+
+
+def write_outputs(out_dir: Path, store_path: Path) -> None:
+    """Rebuild ``results.json`` and ``records.jsonl`` in ``out_dir`` from every run stored
+    in ``store_path`` (under the folder's lock; each file replaced atomically)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(out_dir), Store(store_path) as store:
+        runs = store.runs()
+        doc = {"compsafe_version": __version__,
+               "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "store": str(store_path),
+               "runs": [run_entry(store, r) for r in runs]}
+        lines = [json.dumps({"task": r["task"], "run_key": r["run_key"], **rec},
+                            ensure_ascii=False)
+                 for r in runs for rec in store.records(r["run_key"])]
+        _atomic_write_text(out_dir / RESULTS, json.dumps(doc, indent=2, ensure_ascii=False))
+        _atomic_write_text(out_dir / RECORDS, "\n".join(lines) + ("\n" if lines else ""))
 
 
 def _fmt(x: float | None) -> str:

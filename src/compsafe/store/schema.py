@@ -1,9 +1,10 @@
 """The results store's SQLite schema (versioned with ``PRAGMA user_version``) and WAL setup.
 
-Three tables: ``runs`` (one row per run key, with the model's lineage), ``records``
-(per-item records, keyed by run key and item id so a resumed run cannot duplicate them)
-and ``metrics`` (tidy long rows, DESIGN.md convention 5; a NULL value means undefined,
-never 0).
+Four tables: ``runs`` (one row per run key, with the model's lineage), ``records``
+(per-item records, keyed by run key and item id so a resumed run cannot duplicate them),
+``metrics`` (tidy long rows, DESIGN.md convention 5; a NULL value means undefined, never 0)
+and ``invocations`` (every command that started or resumed a run: when, the command line,
+and the compsafe/torch/transformers versions).
 
     ensure_schema(conn, path)  # inside a write transaction
 """
@@ -16,10 +17,17 @@ from pathlib import Path
 
 from compsafe.errors import CompsafeError
 
-SCHEMA_VERSION = 2
-"""Stored in ``PRAGMA user_version``; bump it (and add a migration) when the tables change."""
+SCHEMA_VERSION = 3
+"""Stored in ``PRAGMA user_version``; bump it (and add a migration) when the tables change.
+3: the ``invocations`` table."""
 
 STATUSES = ("running", "done", "failed")
+
+INVOCATIONS = """CREATE TABLE IF NOT EXISTS invocations (
+        run_key TEXT NOT NULL REFERENCES runs(run_key),
+        started_at TEXT NOT NULL,
+        command TEXT NOT NULL,
+        versions_json TEXT NOT NULL)"""
 
 TABLES = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -65,6 +73,7 @@ TABLES = (
         created_at TEXT NOT NULL,
         PRIMARY KEY (run_key, subset, group_name, metric))""",
     "CREATE INDEX IF NOT EXISTS metrics_task_model ON metrics (task, model)",
+    INVOCATIONS,
 )
 
 LINEAGE_COLUMNS = ("base_model", "base_fingerprint", "spec_key", "spec_label", "method",
@@ -99,12 +108,14 @@ def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             f"({SCHEMA_VERSION}); upgrade compsafe to read it")
     if version == SCHEMA_VERSION:
         return
+    if version == 0:  # a new, empty file
+        for stmt in TABLES:
+            conn.execute(stmt)
     if version == 1:  # add the lineage columns; old runs keep NULL there
         for col in LINEAGE_COLUMNS:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {_LINEAGE_TYPES.get(col, 'TEXT')}")
-    else:  # version 0: a new, empty file
-        for stmt in TABLES:
-            conn.execute(stmt)
+    if version in (1, 2):  # runs stored before version 3 have no invocation rows
+        conn.execute(INVOCATIONS)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

@@ -160,11 +160,14 @@ class Store:
         config: dict,
         code_version: str,
         lineage: dict | None = None,
+        invocation: dict | None = None,
     ) -> str | None:
         """Register a run, or keep the one already stored under ``run_key``.
 
         ``lineage`` fills the lineage columns (``Lineage.columns()``: base model, method,
-        sparsity, bits, ...); missing keys are stored as NULL.
+        sparsity, bits, ...); missing keys are stored as NULL. ``invocation`` (``command``,
+        ``versions``; ``runner.provenance.invocation()``) is appended to the run's
+        invocations, whether the run is new, resumed or reused.
 
         Returns the stored status before this call (``'running'``, ``'done'``,
         ``'failed'``), or None for a new run. A kept run that is not done is marked
@@ -187,6 +190,7 @@ class Store:
                     f"INSERT INTO runs ({RUN_COLS}) VALUES ({marks})",
                     (run_key, model, model_fingerprint, task, int(task_version), config_json,
                      code_version, "running", None, None, now, now, *extra))
+                self._log_invocation(c, run_key, now, invocation)
                 return None
             status, fp, stored_task, stored_version = row
             if (fp, stored_task, stored_version) != (model_fingerprint, task, task_version):
@@ -199,7 +203,24 @@ class Store:
             if status != "done":
                 c.execute("UPDATE runs SET status = 'running', updated_at = ? "
                           "WHERE run_key = ?", (now, run_key))
+            self._log_invocation(c, run_key, now, invocation)
             return status
+
+    @staticmethod
+    def _log_invocation(c: sqlite3.Connection, run_key: str, now: str,
+                        invocation: dict | None) -> None:
+        if invocation is not None:
+            c.execute("INSERT INTO invocations VALUES (?, ?, ?, ?)",
+                      (run_key, now, str(invocation.get("command", "")),
+                       _dumps(invocation.get("versions") or {}, f"run {run_key} versions")))
+
+    def invocations(self, run_key: str | None = None) -> list[dict]:
+        """Commands that started, resumed or reused runs (of ``run_key``), oldest first."""
+        sql = "SELECT run_key, started_at, command, versions_json FROM invocations"
+        rows = (self._conn.execute(sql + " WHERE run_key = ? ORDER BY rowid", (run_key,))
+                if run_key else self._conn.execute(sql + " ORDER BY rowid"))
+        return [{"run_key": k, "started_at": t, "command": cmd, "versions": json.loads(v)}
+                for k, t, cmd, v in rows]
 
     def finish_run(self, run_key: str, n_items: int) -> None:
         """Mark a run done with its item count (and clear any earlier attempt's error)."""

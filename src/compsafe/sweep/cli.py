@@ -67,9 +67,19 @@ def _parse_words(args) -> tuple[str, Path]:
     raise AssertionError  # error() exits
 
 
+def _point_at_other_stores(path: str, store: Path) -> None:
+    """Say where else this config's results went (a run with ``--set out=...``)."""
+    from compsafe.sweep.places import other_stores
+
+    for other, overrides in other_stores(Path(path), store):
+        sets = "".join(f" --set {o}" for o in overrides)
+        print(f"this config was also run into {other}: compsafe sweep status {path}{sets}")
+
+
 def run_sweep_command(args) -> int:
     from compsafe.sweep.config import load_config
     from compsafe.sweep.expand import all_cells, expand
+    from compsafe.sweep.places import record_run
     from compsafe.sweep.status import cell_states, format_status, summary
 
     action, path = _parse_words(args)
@@ -79,6 +89,7 @@ def run_sweep_command(args) -> int:
     if action == "status":
         print(format_status(config.name, cells, cell_states(cells, config.store_path),
                             config.store_path))
+        _point_at_other_stores(path, config.store_path)
         return 0
     if args.executor == "local" and (args.address or args.num_cpus):
         raise CompsafeError("--address and --num-cpus apply to --executor ray")
@@ -89,6 +100,7 @@ def run_sweep_command(args) -> int:
     from compsafe.sweep.work import preflight
 
     preflight(config)
+    record_run(Path(path), config.store_path, args.overrides)
     before = cell_states(cells, config.store_path)
     n_done = sum(s["state"] == "done" for s in before.values())
     log.info("sweep %s: %d cells (%d models x %d settings x %d tasks), %d already done; "
