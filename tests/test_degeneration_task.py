@@ -36,6 +36,9 @@ def test_rtp_and_bold_generate_score_and_aggregate(tiny_model_dir, prompt_cache,
     for metric in ("expected_max_toxicity", "toxicity_probability", "mean_vader_compound"):
         assert metric in out
     assert "toxic " in out and "nontoxic" in out  # RTP's groups are printed
+    # the console says what scored each task: a profanity classifier is named as such
+    assert "rtp scored by profanity v" in out and "a profanity classifier" in out
+    assert "bold scored by vader v" in out and "VADER sentiment" in out
     records = [json.loads(line) for line in open(tmp_path / "out" / "records.jsonl")]
     assert {r["task"] for r in records} == {"rtp", "bold"}
     for r in records:
@@ -45,6 +48,7 @@ def test_rtp_and_bold_generate_score_and_aggregate(tiny_model_dir, prompt_cache,
         assert r["scorer"]["scorer"] in ("profanity", "vader")
     results = json.load(open(tmp_path / "out" / "results.json"))
     rtp = next(t for t in results["runs"] if t["task"] == "rtp")
+    assert rtp["scorer"].startswith("profanity v") and "profanity classifier" in rtp["scorer"]
     emt = [m for m in rtp["metrics"]
            if m["metric"] == "expected_max_toxicity" and m["group"] == "all"]
     assert emt and emt[0]["n"] == 6
@@ -67,3 +71,12 @@ def test_generations_do_not_depend_on_batch_size(tiny_model_dir, prompt_cache, t
         texts.append([[s["text"] for s in json.loads(line)["samples"]]
                       for line in open(out / "records.jsonl")])
     assert texts[0] == texts[1]
+
+
+def test_regard_task_refuses_a_scorer_that_cannot_give_regard(tmp_path, capsys):
+    code, _, err = run(["--model", str(tmp_path / "never-loaded"), "--tasks", "regard",
+                        "--scorer", "profanity", "--out", str(tmp_path / "out")], capsys)
+    assert code == 2
+    line = err.strip()
+    assert "\n" not in line and "task regard measures regard" in line
+    assert "'profanity' (toxicity) cannot produce" in line and "--scorer regard" in line

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 from compsafe.data.bbq_targets import (
@@ -193,8 +194,20 @@ def with_official_targets(items: list[BBQItem], meta: dict) -> list[BBQItem]:
 
 
 def load_bbq(root: Path) -> BBQData:
-    """Load every official category present under ``root`` (the ``bbq`` dataset folder)."""
+    """Load every official category present under ``root`` (the ``bbq`` dataset folder).
+
+    Parsing all 58,492 questions takes seconds, and a sweep builds one task per cell: the
+    last loads are kept while none of the files they read has changed (size, mtime).
+    Callers must not modify the returned data.
+    """
     root = Path(root)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    return _load_cached(root, tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns)
+                                    for p in files))
+
+
+@lru_cache(maxsize=2)
+def _load_cached(root: Path, signature: tuple) -> BBQData:
     present = [c for c in CATEGORIES if (root / f"{c}.jsonl").is_file()]
     if not present:
         raise DataError(root, "no BBQ category files (<Category>.jsonl) found; "

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from compsafe import __version__
 from compsafe.runner.evaluate import TaskResult
+from compsafe.scorers import scorer_label
 from compsafe.store import Store
 from compsafe.store.schema import LINEAGE_COLUMNS
 
@@ -52,8 +53,9 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def run_entry(store: Store, run: dict) -> dict:
-    """One run of ``results.json``: identity, lineage, provenance and metric rows."""
+    """One run of ``results.json``: identity, lineage, scorer, provenance and metric rows."""
     key = run["run_key"]
+    scorer = ((run.get("config") or {}).get("task") or {}).get("scorer")
     metric_keys = ("subset", "group", "metric", "value", "n", "ci_low", "ci_high")
     return {
         "task": run["task"],
@@ -66,6 +68,7 @@ def run_entry(store: Store, run: dict) -> dict:
         "created_at": run["created_at"],
         "updated_at": run["updated_at"],
         "config": run["config"],
+        "scorer": scorer_label(scorer) if isinstance(scorer, dict) else None,
         "invocations": [{k: v for k, v in inv.items() if k != "run_key"}
                         for inv in store.invocations(key)],
         "metrics": [{k: m[k] for k in metric_keys} for m in store.metrics_rows(run_key=key)],
@@ -116,4 +119,7 @@ def format_metrics_table(results: Sequence[TaskResult], all_groups: bool = False
     def line(cells) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+    scored = [f"{r.task} scored by {scorer_label(r.config['scorer'])}" for r in results
+              if isinstance(r.config.get("scorer"), dict)]
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows),
+                      *scored])

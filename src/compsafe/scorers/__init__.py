@@ -17,8 +17,8 @@ from compsafe.errors import UnknownNameError
 from compsafe.scorers.base import Scorer, ScorerError, ScoreResult
 from compsafe.scorers.cache import CachedScorer, ScoreCache
 
-__all__ = ["CachedScorer", "DEFAULT_TOXICITY_SCORER", "SCORERS", "ScoreCache", "ScoreResult",
-           "Scorer", "ScorerError", "get_scorer", "scorer_class"]
+__all__ = ["CachedScorer", "DEFAULT_TOXICITY_SCORER", "SCORERS", "SCORER_LABELS", "ScoreCache",
+           "ScoreResult", "Scorer", "ScorerError", "get_scorer", "scorer_class", "scorer_label"]
 
 SCORERS: dict[str, str] = {
     "profanity": "compsafe.scorers.lexical:ProfanityScorer",
@@ -29,6 +29,27 @@ SCORERS: dict[str, str] = {
     "openai-moderation": "compsafe.scorers.openai_moderation:OpenAIModeration",
 }
 DEFAULT_TOXICITY_SCORER = "profanity"
+
+SCORER_LABELS: dict[str, str] = {
+    "profanity": "alt-profanity-check, a profanity classifier (not a toxicity model)",
+    "vader": "VADER sentiment (compound score)",
+    "toxigen-roberta": "ToxiGen-RoBERTa toxicity classifier (the reference study's)",
+    "regard": "Regard v3 classifier (negative regard)",
+    "detoxify": "Detoxify toxicity classifier",
+    "openai-moderation": "OpenAI moderation API",
+}
+"""What each scorer is, in words, for consoles and reports (no import of the scorer)."""
+
+
+def scorer_label(scorer: dict | str | None) -> str | None:
+    """``"profanity v0.2.14: alt-profanity-check, a profanity classifier ..."`` for a
+    scorer's name or its ``describe()`` dict; None for None."""
+    if scorer is None:
+        return None
+    name, version = ((scorer.get("scorer"), scorer.get("version")) if isinstance(scorer, dict)
+                     else (scorer, None))
+    what = SCORER_LABELS.get(str(name), "a custom scorer")
+    return f"{name}{f' v{version}' if version else ''}: {what}"
 
 
 def scorer_class(name: str) -> type[Scorer]:

@@ -71,10 +71,17 @@ class LoglikTask(ABC):
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
+    # Why the task takes no demonstrations (it scores bare sentences), or None if it does:
+    # such a task refuses --fewshot in one line instead of silently ignoring it.
+    no_fewshot: ClassVar[str | None] = None
 
     def __init__(self, data_dir: Path, options: TaskOptions | None = None):
         self.data_dir = Path(data_dir)
         self.options = options or TaskOptions()
+        if self.no_fewshot and self.options.prompt.fewshot:
+            from compsafe.errors import CompsafeError
+            raise CompsafeError(f"{self.name} {self.no_fewshot} and has no demonstrations; "
+                                f"use fewshot=0 (got {self.options.prompt.fewshot})")
 
     @abstractmethod
     def config(self) -> dict[str, Any]:

@@ -37,17 +37,15 @@ Deviations and caveats:
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compsafe.data.crows_pairs import BIAS_TYPES, CrowSPair, CrowSPairsData, load_crows_pairs
-from compsafe.errors import CompsafeError
 from compsafe.metrics.crows_pairs import metric_defs as pair_defs
 from compsafe.metrics.defs import MetricDef, record_ids
 from compsafe.tasks.base import LoglikTask, Render, limit_per_subset
-from compsafe.types import LoglikRequest, LoglikResponse, TaskOptions
+from compsafe.types import LoglikRequest, LoglikResponse
 
 PROTOCOL = "lm-evaluation-harness crows_pairs_english"
 DOC_TO_TEXT = ""
@@ -59,12 +57,7 @@ class CrowSPairsTask(LoglikTask):
 
     name = "crows_pairs"
     version = 1
-
-    def __init__(self, data_dir: Path, options: TaskOptions | None = None):
-        super().__init__(data_dir, options)
-        if self.options.prompt.fewshot:
-            raise CompsafeError("crows_pairs scores bare sentences (empty prompt); "
-                                f"use fewshot=0 (got {self.options.prompt.fewshot})")
+    no_fewshot = "scores bare sentences (empty prompt)"
 
     @cached_property
     def data(self) -> CrowSPairsData:

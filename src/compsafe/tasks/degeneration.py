@@ -7,9 +7,10 @@ with RealToxicityPrompts' conventions (Gehman et al. 2020; see ``metrics/degener
 Generations are scored chunk by chunk in the runner's ``postprocess`` hook and stored with
 their scores, so an interrupted run resumes and a scorer failure is stored as failed.
 
-Default scorers work offline: ``profanity`` (alt-profanity-check) for toxicity and
-``vader`` for BOLD's sentiment; the reference study's ToxiGen-RoBERTa and Regard v3 are
-``--scorer toxigen-roberta`` / ``--scorer regard``.
+Default scorers work offline: ``profanity`` (alt-profanity-check, a profanity classifier,
+not a toxicity model) for the toxicity prompt sets and ``vader`` for BOLD's sentiment; the
+reference study's ToxiGen-RoBERTa is ``--scorer toxigen-roberta``. The Regard task needs a
+regard scorer (Regard v3, ``--scorer regard``, the default) and refuses any other.
 
     compsafe eval --model default --tasks rtp,bold,toxigen --limit 100 --samples 1
 """
@@ -21,8 +22,9 @@ from typing import Any, ClassVar
 
 from compsafe.data.prompts import load_prompt_set
 from compsafe.data.prompts.base import Prompt
+from compsafe.errors import CompsafeError
 from compsafe.metrics.defs import Def
-from compsafe.metrics.generation import generation_defs, scorer_kind
+from compsafe.metrics.generation import SCORER_KIND, generation_defs, scorer_kind
 from compsafe.models.generate import DecodingConfig, GenerationRequest
 from compsafe.scorers import CachedScorer, ScoreCache, get_scorer
 from compsafe.tasks.base import LoglikTask, Render
@@ -34,11 +36,23 @@ class DegenerationTask(LoglikTask):
 
     prompt_set: ClassVar[str]
     default_scorer: ClassVar[str] = "profanity"
+    # A task that measures one thing (Regard: regard) refuses scorers of another kind,
+    # rather than reporting, say, a profanity rate under the name of the task.
+    required_kind: ClassVar[str | None] = None
     default_max_new_tokens: ClassVar[int] = 30
     console_groups: ClassVar[bool] = True
     # The reference study also reports the prompts' own perplexity per group for ToxiGen and
     # AdvPromptSet: how surprised the model is by text about each group.
     prompt_perplexity: ClassVar[bool] = False
+
+    def __init__(self, data_dir, options=None):
+        super().__init__(data_dir, options)
+        name = self.options.scorer or self.default_scorer
+        if self.required_kind and scorer_kind(name) != self.required_kind:
+            able = sorted(n for n in SCORER_KIND if SCORER_KIND[n] == self.required_kind)
+            raise CompsafeError(f"task {self.name} measures {self.required_kind}, which scorer "
+                                f"{name!r} ({scorer_kind(name)}) cannot produce; use --scorer "
+                                f"{' or '.join(able)}")
 
     @cached_property
     def scorer(self):
@@ -106,10 +120,11 @@ class DegenerationTask(LoglikTask):
                                self.options.seed)
 
 
-def _task(name: str, scorer: str = "profanity", ppl: bool = False) -> type[DegenerationTask]:
+def _task(name: str, scorer: str = "profanity", ppl: bool = False,
+          kind: str | None = None) -> type[DegenerationTask]:
     return type(f"{name.title()}Task", (DegenerationTask,),
                 {"name": name, "prompt_set": name, "default_scorer": scorer,
-                 "prompt_perplexity": ppl,
+                 "prompt_perplexity": ppl, "required_kind": kind,
                  "__doc__": f"Degeneration harm on the {name} prompt set."})
 
 
@@ -118,4 +133,4 @@ BOLDTask = _task("bold", scorer="vader")
 ToxiGenTask = _task("toxigen", ppl=True)
 AdvPromptSetTask = _task("advpromptset", ppl=True)
 HolisticBiasTask = _task("holisticbias")
-RegardTask = _task("regard")
+RegardTask = _task("regard", scorer="regard", kind="regard")

@@ -54,12 +54,11 @@ from compsafe.data.stereoset import (
     StereoSetItem,
     load_stereoset,
 )
-from compsafe.errors import CompsafeError
 from compsafe.metrics.defs import Def, record_ids
 from compsafe.metrics.stereoset import item_counts
 from compsafe.metrics.stereoset import metric_defs as score_defs
 from compsafe.tasks.base import LoglikTask, Render, limit_per_subset
-from compsafe.types import LoglikRequest, LoglikResponse, MetricRow, TaskOptions
+from compsafe.types import LoglikRequest, LoglikResponse, MetricRow
 
 SCORING = ("per-token mean log-likelihood (logprob / n_tokens) of each option; "
            "pro = stereotype > anti-stereotype, related = stereotype > unrelated + "
@@ -74,12 +73,7 @@ class StereoSetTask(LoglikTask):
 
     name = "stereoset"
     version = 1
-
-    def __init__(self, data_dir, options: TaskOptions | None = None):
-        super().__init__(data_dir, options)
-        if self.options.prompt.fewshot:
-            raise CompsafeError("stereoset scores raw sentences and has no demonstrations; "
-                                f"use fewshot=0 (got {self.options.prompt.fewshot})")
+    no_fewshot = "scores raw sentences"
 
     @cached_property
     def data(self) -> StereoSetData:
