@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: set up, import the data, evaluate representational
-# harm (BBQ, UnQover) of SmolLM2-135M-Instruct, print metrics with 95% CIs, write runs/.
+# harm (BBQ: 100 per category row, UnQover: 100 per class; LIMIT=N changes it) of
+# SmolLM2-135M-Instruct, print metrics with 95% CIs, write runs/.
 # Data: imported from ../shared/data (or $COMPSAFE_MIRROR) when present, else downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +13,4 @@ if [ -d "$MIRROR" ]; then
 else
   compsafe data pull --dataset bbq --dataset unqover
 fi
-compsafe eval --model default --tasks bbq,unqover --limit "${LIMIT:-200}" --out "${OUT:-runs/}" "$@"
+compsafe eval --model default --tasks bbq,unqover --limit "${LIMIT:-100}" --out "${OUT:-runs/}" "$@"

@@ -80,7 +80,7 @@ def test_gate_user_errors_exit_2(store, capsys):
 def test_compare_prints_flagged_rows(store, capsys):
     assert main(["compare", str(store), "dense", "wanda-50", "--n-boot", "200"]) == 0
     out = capsys.readouterr().out
-    assert "WORSE" in out and "mean_score" in out
+    assert "WORSE" in out and "mean_score[profanity]" in out  # the scorer is named
     assert "significant at FDR 0.05" in out.splitlines()[-2]
     assert out.splitlines()[-1].startswith("n: paired items; MDE80: the smallest |B-A|")
     header = out.splitlines()[0].split()

@@ -58,6 +58,8 @@ def test_report_folder_layout_and_escaping(report):
     assert html.index('id="summary"') < html.index('id="degeneration"')
     assert "What got worse, and for whom" in html and "▲ worse" in html
     assert "Most toxic generations per setting" in html
+    # the offline scorer is named, and its metrics are called what it measures
+    assert "Mean profanity score [profanity]" in html and "Mean toxicity score" not in html
     # every local reference exists; nothing is fetched from the network
     refs = re.findall(r'(?:src|href)="([^"#][^"]*)"', html)
     assert refs, "no figures or downloads linked"

@@ -158,6 +158,16 @@ def test_directions():
     assert metric_info("rtp", "n_failed").worse_when is None
 
 
+def test_scored_labels_name_the_scorer():
+    from compsafe.report.metric_info import scored_label
+
+    assert scored_label("rtp", "expected_max_toxicity", "profanity") == (
+        "Expected maximum profanity [profanity]")
+    assert scored_label("rtp", "toxicity_probability", "toxigen-roberta") == (
+        "Toxicity probability (>= 0.5 at least once) [toxigen-roberta]")
+    assert scored_label("bbq", "s_dis", None) == metric_info("bbq", "s_dis").label
+
+
 def test_statistics_modules_do_not_import_torch():
     import subprocess
     import sys

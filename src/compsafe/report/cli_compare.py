@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from compsafe.report.metric_info import SCORED
+
 COMPARE_EXAMPLES = """\
 examples:
   compsafe compare runs/ dense wanda-50          # spec labels or model names
@@ -63,6 +65,7 @@ def register(sub) -> None:
 
 
 def _fmt(x, spec="+.3f") -> str:
+    """A number, or "-" for None."""
     return "-" if x is None else format(x, spec)
 
 
@@ -77,7 +80,8 @@ def format_table(diffs, show_all: bool = False) -> str:
         flag = ("WORSE" if d.worse else "better" if d.significant and d.worse is False
                 else "changed" if d.significant else "")
         ci = "-" if d.ci_low is None else f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
-        lines.append((d.task, d.subset, d.group, d.metric, str(d.n), _fmt(d.baseline, ".3f"),
+        metric = f"{d.metric}[{d.scorer}]" if d.scorer and d.metric in SCORED else d.metric
+        lines.append((d.task, d.subset, d.group, metric, str(d.n), _fmt(d.baseline, ".3f"),
                       _fmt(d.value, ".3f"), _fmt(d.diff), ci, _fmt(d.mde, ".3f"), d.test,
                       _fmt(d.q_value, ".2g"), flag))
     widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]

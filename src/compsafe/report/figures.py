@@ -30,7 +30,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from compsafe.report import plots
-from compsafe.report.metric_info import DIMENSIONS, metric_info, unbiased_centre
+from compsafe.report.metric_info import (
+    DIMENSIONS,
+    metric_info,
+    scored_label,
+    unbiased_centre,
+)
 from compsafe.report.plots import Point, Style
 
 WORSE_TEXT = {"higher": "higher is worse", "lower": "lower is worse"}
@@ -75,6 +80,15 @@ class FigureSet:
         return [f for f in self.figures if f.dimension == dimension]
 
 
+def _scorers(rows: list[dict]) -> dict[str, str]:
+    """Each generation task's scorer name (several: joined with "/")."""
+    found: dict[str, set] = {}
+    for r in rows:
+        if r.get("scorer"):
+            found.setdefault(r["task"], set()).add(r["scorer"])
+    return {t: "/".join(sorted(s)) for t, s in found.items()}
+
+
 def make_figures(rows: list[dict], diffs: Iterable, out_dir: str | Path, baseline: str = "dense",
                  fdr: float = 0.05, limit: int = 24) -> FigureSet:
     """Draw every figure kind whose data exists; at most ``limit`` figures per kind.
@@ -85,7 +99,7 @@ def make_figures(rows: list[dict], diffs: Iterable, out_dir: str | Path, baselin
     ctx = FigureContext(Path(out_dir), baseline, fdr,
                Style.for_methods({r["method"] for r in [*rows, *diffs]
                                   if r.get("method") and not is_baseline(r, baseline)}),
-               len({r["base_model"] for r in rows}) > 1)
+               len({r["base_model"] for r in rows}) > 1, _scorers(rows))
     ctx.fig_dir.mkdir(parents=True, exist_ok=True)
     out = FigureSet()
     with plt.rc_context(plots.RC):
@@ -107,6 +121,7 @@ class FigureContext:
     fdr: float
     style: Style
     many_bases: bool
+    scorers: dict[str, str] = field(default_factory=dict)  # task -> its generation scorer
 
     @property
     def fig_dir(self) -> Path:
@@ -116,7 +131,7 @@ class FigureContext:
         return metric_info(task, metric).worse_when
 
     def label(self, task: str, metric: str) -> str:
-        return metric_info(task, metric).label or metric
+        return scored_label(task, metric, self.scorers.get(task)) or metric
 
     def save(self, fig, out: FigureSet, kind: str, dimension: str, title: str, caption: str,
              *key: object) -> None:

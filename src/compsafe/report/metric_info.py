@@ -111,6 +111,27 @@ def metric_info(task: str, metric: str) -> MetricInfo:
     return MetricInfo(dimension, None, metric)
 
 
+SCORED = frozenset({"mean_score", "frac_toxic", "expected_max_toxicity",
+                    "toxicity_probability", "negative_regard_rate", "mean_vader_compound"})
+"""Degeneration metrics computed from a scorer's output: their label names the scorer."""
+MEASURES = {"profanity": ("profanity", "profane")}
+"""What a scorer measures when it is not what the metric's label says (the offline default
+``profanity`` is a profanity classifier, so its "toxicity" metrics are profanity metrics)."""
+
+
+def scored_label(task: str, metric: str, scorer: str | None) -> str:
+    """The metric's label with its scorer named: ``"Expected maximum profanity [profanity]"``
+    for the profanity classifier, ``"Mean toxicity score [toxigen-roberta]"``."""
+    label = metric_info(task, metric).label
+    if metric not in SCORED or not scorer:
+        return label
+    if scorer in MEASURES:
+        noun, adjective = MEASURES[scorer]
+        label = label.replace("Toxicity", noun.capitalize()).replace("toxicity", noun)
+        label = label.replace("toxic ", f"{adjective} ")
+    return f"{label} [{scorer}]"
+
+
 def unbiased_centre(worse_when: str | None) -> float | None:
     """The unbiased value of an ``away_from_<c>`` metric (0 for ``away_from_zero``), else None."""
     if not worse_when or not worse_when.startswith("away_from_"):

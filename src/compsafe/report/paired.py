@@ -86,6 +86,7 @@ class PairedDiff:
     significant: bool  # q_value <= fdr and the 95% CI excludes 0
     worse: bool | None  # significant and harmful (None: the metric has no direction)
     mde: float | None = None  # minimum detectable |diff| at 80% power (alpha 0.05)
+    scorer: str | None = None  # the generation scorer behind a degeneration metric
     harm_upper: float | None = None  # one-sided upper 95% bootstrap bound of the harm
     ratio_upper: float | None = None  # one-sided upper 95% bound of value / baseline
 
@@ -290,6 +291,11 @@ def paired_stat(da: MetricDef, db: MetricDef, n_boot: int, seed: int,
     return out
 
 
+def _scorer(run: dict) -> str | None:
+    scorer = ((run.get("config") or {}).get("task") or {}).get("scorer")
+    return scorer.get("scorer") if isinstance(scorer, dict) else None
+
+
 def compare_runs(run_a: dict, records_a: list[dict], run_b: dict, records_b: list[dict],
                  n_boot: int = 1000, seed: int = 0) -> list[PairedDiff]:
     """Unadjusted paired differences (run_b - run_a) for every metric row both define."""
@@ -312,7 +318,7 @@ def compare_runs(run_a: dict, records_a: list[dict], run_b: dict, records_b: lis
             bits=run_b.get("bits"), group_size=run_b.get("group_size"), task=task,
             subset=d.subset, group=d.group, metric=d.metric,
             dimension=metric_info(task, d.metric).dimension, q_value=None, significant=False,
-            worse=None, **stat))
+            worse=None, scorer=_scorer(run_b), **stat))
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from compsafe.report.figures import Figure, FigureSet, setting_order
 from compsafe.report.html import Markup, el, join, table
-from compsafe.report.metric_info import metric_info
+from compsafe.report.metric_info import metric_info, scored_label
 
 TITLES = {"degeneration": "Degeneration harm", "representational": "Representational harm",
           "dialect": "Dialect bias", "language_modeling": "Language modeling",
@@ -96,7 +96,7 @@ def diff_table(ctx: Context, diffs: list, with_group: bool, limit: int = MAX_ROW
                True, True, True, False]
     body = [[el("span", _setting(ctx, d), class_="nowrap"), where(d.task, d.subset),
              *([el("code", d.group)] if with_group else []),
-             metric_info(d.task, d.metric).label, str(d.n), fmt(d.baseline),
+             scored_label(d.task, d.metric, d.scorer), str(d.n), fmt(d.baseline),
              fmt(d.value), fmt(d.diff, True), ci(d.ci_low, d.ci_high), fmt(d.mde),
              "untestable" if d.test == "untestable" else fmt_q(d.q_value),
              flag(d)] for d in diffs[:limit]]
@@ -136,9 +136,10 @@ def summary(ctx: Context) -> Markup:
 def divergences(ctx: Context) -> Markup:
     if not ctx.divergences:
         return el("p", "No group moved differently from the others.", class_="muted")
+    scorers = {d.task: d.scorer for d in ctx.diffs if d.scorer}
     rows = [[v.kind.replace("_", " "), v.base_model if ctx.many_bases else v.method,
-             where(v.task, v.subset),
-             metric_info(v.task, v.metric).label, join((el("code", g) for g in v.groups), ", "),
+             where(v.task, v.subset), scored_label(v.task, v.metric, scorers.get(v.task)),
+             join((el("code", g) for g in v.groups), ", "),
              v.detail] for v in ctx.divergences[:MAX_ROWS]]
     head = ["finding", "model" if ctx.many_bases else "method", "task / subset", "metric",
             "groups", "detail"]

@@ -196,10 +196,6 @@ def metric_defs(records: list[dict[str, Any]], seed: int) -> list[Def]:
     subsets = np.array([record_subset(r) for r in records])
     cats = sorted(set(subsets.tolist()), key=subset_order)
     defs: list[Def] = []
-    if records:
-        cols, ambig = _columns(records)
-        defs += category_mean_defs(CATEGORY_MEAN, cols, ambig, _codes(subsets, cats),
-                                   record_ids(records), seed)
     for subset in [*cats, POOLED]:
         recs = records if subset == POOLED else [
             r for r, s in zip(records, subsets, strict=True) if s == subset]
@@ -213,6 +209,9 @@ def metric_defs(records: list[dict[str, Any]], seed: int) -> list[Def]:
         defs.append(MetricRow(subset, "all", "target_from_metadata",
                               from_meta / n if n else None, n))
         if subset == POOLED:
+            if records:  # the mean over categories right after the pooled rows
+                defs += category_mean_defs(CATEGORY_MEAN, cols, ambig, _codes(subsets, cats),
+                                           ids, seed)
             continue
         groups = sorted({r["target_group"] for r in recs if r["target_group"] is not None})
         labels = np.array([r["target_group"] or "" for r in recs])
