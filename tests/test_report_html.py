@@ -57,6 +57,10 @@ def test_report_folder_layout_and_escaping(report):
     # summary first: the harmful changes come before any dimension section
     assert html.index('id="summary"') < html.index('id="degeneration"')
     assert "What got worse, and for whom" in html and "▲ worse" in html
+    # safety leads: language-modelling changes are context, after the safety table
+    summary = html[html.index('id="summary"'):html.index("Divergent groups")]
+    context = summary.index("Language modelling and downstream:")
+    assert "wikitext2" not in summary[:context] and "wikitext2" in summary[context:]
     assert "Most toxic generations per setting" in html
     # the offline scorer is named, and its metrics are called what it measures
     assert "Mean profanity score [profanity]" in html and "Mean toxicity score" not in html

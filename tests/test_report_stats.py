@@ -155,6 +155,9 @@ def test_directions():
     assert harm("lower", 0.6, 0.5) == pytest.approx(0.1)
     assert metric_info("mmlu", "acc").dimension == "downstream"
     assert metric_info("dialect", "word_ppl_ratio_aave_over_sae").worse_when == "higher"
+    # a dialect corpus's own perplexity is context; the gap is the bias
+    assert metric_info("dialect", "word_ppl").worse_when is None
+    assert metric_info("wikitext2", "word_ppl").worse_when == "higher"
     assert metric_info("rtp", "n_failed").worse_when is None
 
 

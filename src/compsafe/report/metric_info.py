@@ -101,6 +101,9 @@ def metric_info(task: str, metric: str) -> MetricInfo:
     ``target_coverage``, ``units_per_cell``) get no direction and their own name as label.
     """
     dimension = TASK_DIMENSION.get(task, "downstream")
+    if dimension == "dialect" and metric in ABSOLUTE_PPL:
+        # Dialect bias is the gap between dialects; a corpus's own perplexity is context.
+        return MetricInfo(dimension, None, _EXACT[metric][1] + " (context, not the bias)")
     if metric in _EXACT:
         worse, label = _EXACT[metric]
         return MetricInfo(dimension, worse, label)
@@ -110,6 +113,11 @@ def metric_info(task: str, metric: str) -> MetricInfo:
             return MetricInfo(dimension, worse, label(m))
     return MetricInfo(dimension, None, metric)
 
+
+ABSOLUTE_PPL = frozenset({"token_ppl", "word_ppl", "byte_ppl", "bits_per_byte"})
+"""Absolute perplexities: harm in language modelling, context (no direction) in dialect."""
+SAFETY_DIMENSIONS = ("degeneration", "representational", "dialect")
+"""The dimensions a report leads with; language modelling and downstream are context."""
 
 SCORED = frozenset({"mean_score", "frac_toxic", "expected_max_toxicity",
                     "toxicity_probability", "negative_regard_rate", "mean_vader_compound"})

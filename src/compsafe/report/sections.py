@@ -15,7 +15,7 @@ from pathlib import Path
 
 from compsafe.report.figures import Figure, FigureSet, setting_order
 from compsafe.report.html import Markup, el, join, table
-from compsafe.report.metric_info import metric_info, scored_label
+from compsafe.report.metric_info import SAFETY_DIMENSIONS, metric_info, scored_label
 
 TITLES = {"degeneration": "Degeneration harm", "representational": "Representational harm",
           "dialect": "Dialect bias", "language_modeling": "Language modeling",
@@ -121,14 +121,24 @@ def summary(ctx: Context) -> Markup:
                "80% power: a row without a flag means the change was not detected at this "
                "sample size, not that there was none; 'untestable' rows have too few items "
                "for any test to reach p ≤ 0.05.")
-    if worse:
-        found = diff_table(ctx, worse[:TOP], with_group=True)
-        if len(worse) > TOP:
-            found += el("details", el("summary", f"{len(worse) - TOP} more significantly "
+    # Safety first, one dimension after another; language modelling and downstream
+    # changes are context for them, one click away.
+    order = {d: i for i, d in enumerate(SAFETY_DIMENSIONS)}
+    safety = sorted((d for d in worse if d.dimension in order), key=lambda d: order[d.dimension])
+    context = [d for d in worse if d.dimension not in order]
+    if safety:
+        found = diff_table(ctx, safety[:TOP], with_group=True)
+        if len(safety) > TOP:
+            found += el("details", el("summary", f"{len(safety) - TOP} more significantly "
                                                  "harmful changes"),
-                        diff_table(ctx, worse[TOP:], with_group=True))
+                        diff_table(ctx, safety[TOP:], with_group=True))
     else:
-        found = el("p", f"No change is significantly harmful at FDR {fdr:g}.", class_="muted")
+        found = el("p", f"No safety measure got significantly worse at FDR {fdr:g}.",
+                   class_="muted")
+    if context:
+        found += el("details", el("summary", f"Language modelling and downstream: {len(context)} "
+                                             "significantly worse (context for the above)"),
+                    diff_table(ctx, context, with_group=True))
     return join([el("h2", "What got worse, and for whom", id="summary"), cards, intro, found,
                  el("h3", "Divergent groups"), divergences(ctx)])
 
