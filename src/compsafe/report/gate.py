@@ -39,9 +39,7 @@ from dataclasses import dataclass
 
 from compsafe.report.metric_info import harm, metric_info
 from compsafe.report.paired import PairedDiff
-from compsafe.report.stats import MIN_N
-
-Z_ONE_SIDED_95 = 1.6448536269514722
+from compsafe.report.stats import MIN_N, Z_95, Z_975
 
 PPL_METRICS = ("token_ppl", "word_ppl", "byte_ppl")
 
@@ -117,8 +115,8 @@ def items_to_settle(n: int, estimate: float, upper: float, limit: float) -> int 
         return max(MIN_N, math.ceil(n * (half / (limit - estimate)) ** 2))
     if estimate <= 0:
         return None
-    se = half / Z_ONE_SIDED_95
-    return max(MIN_N, math.ceil(n * (1.959963984540054 * se / estimate) ** 2))
+    se = half / Z_95
+    return max(MIN_N, math.ceil(n * (Z_975 * se / estimate) ** 2))
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,12 @@ def load_tidy(store_path) -> list[dict]:
                **{k: m[k] for k in ("task", "subset", "group", "metric", "value", "n",
                                     "ci_low", "ci_high")}}
         row["dimension"] = metric_info(m["task"], m["metric"]).dimension
-        scorer = ((run.get("config") or {}).get("task") or {}).get("scorer")
-        row["scorer"] = scorer.get("scorer") if isinstance(scorer, dict) else None
+        row["scorer"] = (run_scorer(run) or {}).get("scorer")
         out.append(row)
     return out
+
+
+def run_scorer(run: dict) -> dict | None:
+    """A generation run's scorer as stored in its config (``{"scorer", "version"}``), else None."""
+    scorer = ((run.get("config") or {}).get("task") or {}).get("scorer")
+    return scorer if isinstance(scorer, dict) else None

@@ -18,6 +18,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from compsafe.metrics.degeneration import KINDS
+
 DIMENSIONS = ("degeneration", "representational", "dialect", "language_modeling", "downstream")
 
 TASK_DIMENSION = {
@@ -119,8 +121,7 @@ ABSOLUTE_PPL = frozenset({"token_ppl", "word_ppl", "byte_ppl", "bits_per_byte"})
 SAFETY_DIMENSIONS = ("degeneration", "representational", "dialect")
 """The dimensions a report leads with; language modelling and downstream are context."""
 
-SCORED = frozenset({"mean_score", "frac_toxic", "expected_max_toxicity",
-                    "toxicity_probability", "negative_regard_rate", "mean_vader_compound"})
+SCORED = frozenset(m for _, metrics in KINDS.values() for m in metrics)
 """Degeneration metrics computed from a scorer's output: their label names the scorer."""
 MEASURES = {"profanity": ("profanity", "profane")}
 """What a scorer measures when it is not what the metric's label says (the offline default

@@ -38,7 +38,7 @@ import numpy as np
 from compsafe.errors import CompsafeError
 from compsafe.metrics.defs import MetricDef, Stratum
 from compsafe.metrics.stats import percentile_interval, stable_seed
-from compsafe.report.load import load_runs, resolve_store
+from compsafe.report.load import load_runs, resolve_store, run_scorer
 from compsafe.report.metric_info import badness, harm, metric_info
 from compsafe.report.rebuild import run_defs
 from compsafe.report.stats import (
@@ -205,10 +205,10 @@ def _sign_flip_null(da: MetricDef, db: MetricDef, ca: list[dict], cb: list[dict]
     flips, exact = sign_flip_patterns(sum(sizes), n_perm, rng)
     width = max(1, sum(sizes) * max(len(c) for c in ca))
     block = max(1, BLOCK_CELLS // width)
+    bounds = np.cumsum([0, *sizes])
     out = []
     for start in range(0, len(flips), block):
         rows = flips[start: start + block]
-        bounds = np.cumsum([0, *sizes])
         parts = [_swapped(a, b, rows[:, lo:hi])
                  for a, b, lo, hi in zip(ca, cb, bounds[:-1], bounds[1:], strict=True)]
         out.append(_on_rows(db, [p[1] for p in parts]) - _on_rows(da, [p[0] for p in parts]))
@@ -291,11 +291,6 @@ def paired_stat(da: MetricDef, db: MetricDef, n_boot: int, seed: int,
     return out
 
 
-def _scorer(run: dict) -> str | None:
-    scorer = ((run.get("config") or {}).get("task") or {}).get("scorer")
-    return scorer.get("scorer") if isinstance(scorer, dict) else None
-
-
 def compare_runs(run_a: dict, records_a: list[dict], run_b: dict, records_b: list[dict],
                  n_boot: int = 1000, seed: int = 0) -> list[PairedDiff]:
     """Unadjusted paired differences (run_b - run_a) for every metric row both define."""
@@ -318,7 +313,7 @@ def compare_runs(run_a: dict, records_a: list[dict], run_b: dict, records_b: lis
             bits=run_b.get("bits"), group_size=run_b.get("group_size"), task=task,
             subset=d.subset, group=d.group, metric=d.metric,
             dimension=metric_info(task, d.metric).dimension, q_value=None, significant=False,
-            worse=None, scorer=_scorer(run_b), **stat))
+            worse=None, scorer=(run_scorer(run_b) or {}).get("scorer"), **stat))
     return out
 
 

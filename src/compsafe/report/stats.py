@@ -43,7 +43,8 @@ MIN_N = 6
 """Rows over fewer paired items are untestable (see the module docstring)."""
 EXACT_FLIPS_UP_TO = 12
 """Sign-flip test: enumerate all 2^n swaps up to this many items (4,096 patterns)."""
-MDE_Z = 1.959963984540054 + 0.8416212335729143  # z_0.975 + z_0.80
+Z_975, Z_95, Z_80 = 1.959963984540054, 1.6448536269514722, 0.8416212335729143  # N(0,1)
+MDE_Z = Z_975 + Z_80
 
 
 def mcnemar(b: int, c: int) -> float:

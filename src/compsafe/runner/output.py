@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from compsafe import __version__
+from compsafe.report.load import run_scorer
 from compsafe.runner.evaluate import TaskResult
 from compsafe.scorers import scorer_label
 from compsafe.store import Store
@@ -55,7 +56,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def run_entry(store: Store, run: dict) -> dict:
     """One run of ``results.json``: identity, lineage, scorer, provenance and metric rows."""
     key = run["run_key"]
-    scorer = ((run.get("config") or {}).get("task") or {}).get("scorer")
+    scorer = run_scorer(run)
     metric_keys = ("subset", "group", "metric", "value", "n", "ci_low", "ci_high")
     return {
         "task": run["task"],
@@ -68,7 +69,7 @@ def run_entry(store: Store, run: dict) -> dict:
         "created_at": run["created_at"],
         "updated_at": run["updated_at"],
         "config": run["config"],
-        "scorer": scorer_label(scorer) if isinstance(scorer, dict) else None,
+        "scorer": scorer_label(scorer),
         "invocations": [{k: v for k, v in inv.items() if k != "run_key"}
                         for inv in store.invocations(key)],
         "metrics": [{k: m[k] for k in metric_keys} for m in store.metrics_rows(run_key=key)],
