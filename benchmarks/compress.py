@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from compsafe.compress.calibration import WIKITEXT2
+from compsafe.compress.calibration import WIKITEXT2_TEST as WIKITEXT2
 from compsafe.data.paths import data_dir as default_data_dir
 from compsafe.models.device import available_cores
 from compsafe.models.hf import HFModel

@@ -130,8 +130,10 @@ def task_config(task: str, options: TaskOptions) -> dict:
     return common
 
 
-def build_store(path: str | Path, settings=SETTINGS, tasks=TASKS, n_boot: int = 100) -> Path:
-    """Write the synthetic sweep to ``path`` (a .sqlite file) and return it."""
+def build_store(path: str | Path, settings=SETTINGS, tasks=TASKS, n_boot: int = 100,
+                config_extra: dict[str, dict] | None = None) -> Path:
+    """Write the synthetic sweep to ``path`` (a .sqlite file) and return it;
+    ``config_extra[task]`` is merged into that task's stored config."""
     path = Path(path)
     options = TaskOptions(seed=0, n_boot=n_boot, scorer="profanity")
     with Store(path) as st:
@@ -143,7 +145,8 @@ def build_store(path: str | Path, settings=SETTINGS, tasks=TASKS, n_boot: int = 
                 task = get_task(task_name)(path.parent, options)
                 records = make(spec)
                 key = f"{task_name}-{spec.key()}"
-                config = {"task": task_config(task_name, options),
+                config = {"task": {**task_config(task_name, options),
+                                   **(config_extra or {}).get(task_name, {})},
                           "prompt": options.prompt.to_dict()}
                 st.start_run(key, model, f"fp-{spec.key()}", task_name, task.version, config,
                              "test", lineage=lineage.columns())

@@ -21,7 +21,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM
 
 from compsafe.cli import main
-from compsafe.compress.calibration import calibration_batches
+from compsafe.compress.calibration import calibration_batches, calibration_file, overlapping_tasks
 from compsafe.compress.layers import compress_sequential, find_blocks, skipped
 from compsafe.compress.masks import prune_mask
 from compsafe.compress.run import FAKE_QUANT, compress_model
@@ -316,6 +316,7 @@ def test_compression_json_fields(tiny_tied_llama, calib_file, tmp_path):
     assert CompressionSpec.from_dict(on_disk["spec"]) == spec
     assert on_disk["key"] == spec.key() and on_disk["label"] == "gptq-w4g32"
     assert len(on_disk["calibration"]["sha256"]) == 64
+    assert on_disk["calibration"]["overlaps"] == [] and "note" not in on_disk["calibration"]
     assert on_disk["wall_time_s"] > 0 and on_disk["peak_memory"]["bytes"] > 0
     assert {"torch", "transformers", "compsafe"} <= set(on_disk["versions"])
     assert len(on_disk["source_model"]["fingerprint"]) == 20
@@ -453,12 +454,35 @@ def test_calibration_deterministic_and_hashed(embedded_tokenizer, calib_file):
 
 
 def test_calibration_missing_files_name_the_path(embedded_tokenizer, tmp_path):
-    with pytest.raises(DataError, match=r"wikitext2/wikitext-test\.txt"):
+    with pytest.raises(DataError, match=r"wikitext2/wikitext-train\.txt.*wikitext2-test"):
         calibration_batches(embedded_tokenizer, Calibration("wikitext2"), tmp_path)
+    with pytest.raises(DataError, match=r"wikitext2/wikitext-test\.txt"):
+        calibration_batches(embedded_tokenizer, Calibration("wikitext2-test"), tmp_path)
     with pytest.raises(DataError, match="c4-train"):
         calibration_batches(embedded_tokenizer, Calibration("c4"), tmp_path)
     with pytest.raises(DataError, match="nope.txt"):
         calibration_batches(embedded_tokenizer, Calibration(str(tmp_path / "nope.txt")))
+
+
+def test_calibration_defaults_to_the_train_split_and_flags_the_test_split(tmp_path, calib_file):
+    """WikiText-2's train split by default; its test split (by name, or a copy of the file)
+    overlaps the WikiText-2 evaluation, and a disjoint text does not."""
+    (tmp_path / "wikitext2").mkdir()
+    train = tmp_path / "wikitext2/wikitext-train.txt"
+    test = tmp_path / "wikitext2/wikitext-test.txt"
+    train.write_text("train text")
+    test.write_text(calib_file.read_text())
+    assert Calibration().source == "wikitext2"
+    assert calibration_file(Calibration(), tmp_path) == train
+    assert overlapping_tasks(Calibration(), train, tmp_path) == ()
+    assert calibration_file(Calibration("wikitext2-test"), tmp_path) == test
+    assert overlapping_tasks(Calibration("wikitext2-test"), test, tmp_path) == ("wikitext2",)
+    copy = tmp_path / "copy.txt"
+    copy.write_text(test.read_text())
+    assert overlapping_tasks(Calibration(str(copy)), copy, tmp_path) == ("wikitext2",)
+    assert overlapping_tasks(Calibration(str(calib_file)), calib_file, tmp_path / "x") == ()
+    copy.write_text(test.read_text() + ".")
+    assert overlapping_tasks(Calibration(str(copy)), copy, tmp_path) == ()
 
 
 def test_c4_shard_documents(embedded_tokenizer, calib_file, tmp_path):

@@ -97,15 +97,21 @@ def test_nan_is_a_failure_and_threshold_is_inclusive():
     assert t[("all", "n_failed")].value == 1 and t[("g", "mean_score")].n == 1
 
 
-def test_regard_negative_rate():
+def test_regard_rates_per_polarity():
     labels = [("r1", "Black", "respect", ["negative", "positive"]),
               ("r2", "Black", "occupation", ["Negative", "negative"]),
               ("r3", "White", "respect", ["neutral", None])]
     recs = [{"prompt_id": p, "group": g, "subgroup": s, "sample_index": j, "label": lab,
              "score": 0.3} for p, g, s, ls in labels for j, lab in enumerate(ls)]
     t = table(degeneration_rows(recs, "regard", kind="regard", n_boot=50))
-    assert {m for _, m in t} == {"negative_regard_rate", "n_failed"}
+    assert {m for _, m in t} == {"negative_regard_rate", "neutral_regard_rate",
+                                 "positive_regard_rate", "n_failed"}
     assert t[("all", "negative_regard_rate")].value == pytest.approx(3 / 5)
+    assert t[("all", "positive_regard_rate")].value == pytest.approx(1 / 5)
+    assert t[("all", "neutral_regard_rate")].value == pytest.approx(1 / 5)
+    assert t[("White", "neutral_regard_rate")].value == 1.0
+    assert t[("White", "positive_regard_rate")].value == 0.0
+    assert t[("Black", "positive_regard_rate")].n == 4
     assert t[("Black", "negative_regard_rate")].value == pytest.approx(3 / 4)
     assert t[("Black/occupation", "negative_regard_rate")].value == 1.0
     assert t[("White", "negative_regard_rate")].value == 0.0

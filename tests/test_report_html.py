@@ -61,6 +61,8 @@ def test_report_folder_layout_and_escaping(report):
     summary = html[html.index('id="summary"'):html.index("Divergent groups")]
     context = summary.index("Language modelling and downstream:")
     assert "wikitext2" not in summary[:context] and "wikitext2" in summary[context:]
+    # grouped by dimension, safety dimensions in the study's order
+    assert summary.index("<h3>Degeneration harm") < summary.index("<h3>Representational harm")
     assert "Most toxic generations per setting" in html
     # the offline scorer is named, and its metrics are called what it measures
     assert "Mean profanity score [profanity]" in html and "Mean toxicity score" not in html

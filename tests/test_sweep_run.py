@@ -34,7 +34,7 @@ def tiny_config(path: Path, model: Path, data: Path, out: Path, compression: lis
     return write_config(path, out=str(out), data_dir=str(data), device="cpu",
                         dtype="float32", batch_size=4, models=[{"model": str(model),
                                                                 "name": "tiny"}],
-                        calibration={"nsamples": 2, "seqlen": 32},
+                        calibration={"source": "wikitext2-test", "nsamples": 2, "seqlen": 32},
                         compression=compression, tasks=tasks, **extra)
 
 

@@ -157,7 +157,9 @@ def _add_compress(sub) -> None:
                    help="GPTQ: quantize columns in order of decreasing activation")
     g = p.add_argument_group("calibration and numerics")
     g.add_argument("--calibration", default="wikitext2",
-                   help="wikitext2 (default; the cached test split), c4 (if cached), or a path "
+                   help="wikitext2 (default: WikiText-2's train split, where cached), "
+                        "wikitext2-test (the split WikiText-2 perplexity evaluates: offline the "
+                        "only WikiText-2 text, in-sample, flagged), c4 (if cached), or a path "
                         "to a UTF-8 text file")
     g.add_argument("--nsamples", type=int, default=128, help="calibration windows (default 128)")
     g.add_argument("--seqlen", type=int, default=512, help="tokens per window (default 512)")

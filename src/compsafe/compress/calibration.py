@@ -6,15 +6,21 @@ tokenize the corpus once, then draw each window's start with Python's ``random``
 given tokenizer, text and seed, and its SHA-256 over the token ids goes into
 ``compression.json`` so two compressions can be seen to share their calibration data.
 
-Sources:
+Sources (none overlaps an evaluation set unless the user names one that does):
 
-* ``wikitext2``: the cached ``wikitext2/wikitext-test.txt``. The data mirror has only the
-  *test* split, so calibrating on it and then measuring WikiText-2 perplexity on the same
-  file is in-sample; ``benchmarks/compress.py`` calibrates and evaluates on disjoint halves.
+* ``wikitext2`` (the default): WikiText-2's *train* split, ``wikitext2/wikitext-train.txt``
+  in the data cache, the string ``"\n\n".join(load_dataset("wikitext",
+  "wikitext-2-raw-v1", split="train")["text"])``. It is not in the data mirror (which has
+  only the test split); where it is missing the error says how to make it.
+* ``wikitext2-test``: WikiText-2's *test* split, the file compsafe's WikiText-2 perplexity
+  evaluates. Calibrating on it makes that perplexity in-sample: allowed when asked for by
+  name (offline, it is the only WikiText-2 text), and flagged on the console, in
+  ``compression.json`` and in the report (``overlapping_tasks``).
 * ``c4``: ``c4/c4-train.00000-of-01024.json[.gz]`` (the shard SparseGPT and Wanda use) when
   present in the cache; not in the mirror. As in their code, each sample is a random
   document longer than ``seqlen`` tokens and a random window inside it.
-* any other value: a path to a UTF-8 text file, used like WikiText-2.
+* any other value: a path to a UTF-8 text file, used like WikiText-2 (a copy of the
+  WikiText-2 test file is recognised by its content and flagged like ``wikitext2-test``).
 
     tokens, sha = calibration_batches(tokenizer, Calibration(nsamples=128, seqlen=512), None)
 """
@@ -29,11 +35,12 @@ from pathlib import Path
 
 import torch
 
-from compsafe.compress.spec import Calibration
+from compsafe.compress.spec import CALIBRATION_OVERLAPS, CALIBRATION_SOURCES, Calibration
 from compsafe.data.paths import data_dir as default_data_dir
 from compsafe.errors import DataError
 
-WIKITEXT2 = "wikitext2/wikitext-test.txt"
+WIKITEXT2_TRAIN = "wikitext2/wikitext-train.txt"
+WIKITEXT2_TEST = "wikitext2/wikitext-test.txt"
 C4_SHARDS = ("c4/c4-train.00000-of-01024.json", "c4/c4-train.00000-of-01024.json.gz")
 # Bounds the document search for C4: a shard with no long document should fail, not hang.
 _C4_MAX_TRIES = 100_000
@@ -43,10 +50,19 @@ def calibration_file(calib: Calibration, data_dir: str | Path | None = None) -> 
     """The file ``calib.source`` names; a ``DataError`` naming the path if it is missing."""
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     if calib.source == "wikitext2":
-        path = root / WIKITEXT2
+        path = root / WIKITEXT2_TRAIN
         if not path.is_file():
-            raise DataError(path, "WikiText-2 calibration text not found; run "
-                                  "`compsafe data pull --dataset wikitext2` or give a text file")
+            raise DataError(path, "WikiText-2 train split not found (the data mirror has only "
+                                  "the test split): save '\\n\\n'.join(load_dataset('wikitext', "
+                                  "'wikitext-2-raw-v1', split='train')['text']) there, or "
+                                  "calibrate with --calibration wikitext2-test (in-sample for "
+                                  "WikiText-2 perplexity, flagged), c4 or a text file")
+        return path
+    if calib.source == "wikitext2-test":
+        path = root / WIKITEXT2_TEST
+        if not path.is_file():
+            raise DataError(path, "WikiText-2 test split not found; run "
+                                  "`compsafe data pull --dataset wikitext2`")
         return path
     if calib.source == "c4":
         for rel in C4_SHARDS:
@@ -58,6 +74,23 @@ def calibration_file(calib: Calibration, data_dir: str | Path | None = None) -> 
     if not path.is_file():
         raise DataError(path, "calibration text file not found")
     return path
+
+
+def overlapping_tasks(calib: Calibration, path: Path | None = None,
+                      data_dir: str | Path | None = None) -> tuple[str, ...]:
+    """The tasks whose evaluation text the calibration data contains: ``("wikitext2",)`` for
+    the WikiText-2 test split, named or as a file with the same content; else ``()``."""
+    if calib.overlaps() or path is None or calib.source in CALIBRATION_SOURCES:
+        return calib.overlaps()
+    test = (Path(data_dir) if data_dir is not None else default_data_dir()) / WIKITEXT2_TEST
+    if test.is_file() and path.stat().st_size == test.stat().st_size and \
+            _file_sha(path) == _file_sha(test):
+        return CALIBRATION_OVERLAPS["wikitext2-test"]
+    return ()
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _encode(tokenizer, text: str) -> list[int]:

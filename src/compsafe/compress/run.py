@@ -27,7 +27,11 @@ from pathlib import Path
 
 import torch
 
-from compsafe.compress.calibration import calibration_batches, calibration_file
+from compsafe.compress.calibration import (
+    calibration_batches,
+    calibration_file,
+    overlapping_tasks,
+)
 from compsafe.compress.gradients import squared_gradient_sums
 from compsafe.compress.layers import compress_sequential, find_blocks, target_linears
 from compsafe.compress.masks import check_nm
@@ -181,10 +185,15 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
             raise CompsafeError(f"calibration seqlen {c.seqlen} exceeds the model's context "
                                 f"length {hf.max_length}; use a smaller --seqlen")
         tokens, sha = calibration_batches(hf.tokenizer, c, data_dir)
-        calib = {**asdict(c), "file": str(calibration_file(c, data_dir)), "sha256": sha}
-        if c.source == "wikitext2":
-            calib["note"] = ("WikiText-2 test split (the train split is not in the data "
-                             "mirror): WikiText-2 perplexity of this model is in-sample")
+        path = calibration_file(c, data_dir)
+        calib = {**asdict(c), "file": str(path), "sha256": sha,
+                 "overlaps": list(overlapping_tasks(c, path, data_dir))}
+        if calib["overlaps"]:
+            calib["note"] = (f"calibration text is evaluation text of "
+                             f"{', '.join(calib['overlaps'])}: those results are in-sample")
+            log.warning("calibration %s overlaps the evaluation data of %s: the compressed "
+                        "model's results there are in-sample", c.source,
+                        ", ".join(calib["overlaps"]))
         times["calibration_s"] = time.perf_counter() - t
 
     grads = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from compsafe.errors import CompsafeError, UnknownNameError
 
@@ -24,7 +25,10 @@ BNB_METHODS = ("llm_int8", "nf4")
 """Quantized through bitsandbytes at load time: LLM.int8 (Dettmers et al. 2022) and
 4-bit NormalFloat (QLoRA, Dettmers et al. 2023); stored in bitsandbytes' own format."""
 METHODS = ("dense", *PRUNING_METHODS, *QUANT_METHODS)
-CALIBRATION_SOURCES = ("wikitext2", "c4")
+CALIBRATION_SOURCES = ("wikitext2", "wikitext2-test", "c4")
+CALIBRATION_OVERLAPS = {"wikitext2-test": ("wikitext2",)}
+"""Calibration source -> the tasks whose evaluation text it is (their results are in-sample
+for a model calibrated on it)."""
 FORWARD_DTYPES = ("auto", "float32", "bfloat16", "float16")
 SAVE_DTYPES = ("source", "float32", "bfloat16", "float16")
 
@@ -35,12 +39,22 @@ class SpecError(CompsafeError):
 
 @dataclass(frozen=True)
 class Calibration:
-    """Calibration data: ``source`` is a registry name or a path to a UTF-8 text file."""
+    """Calibration data: ``source`` is a registry name (``CALIBRATION_SOURCES``: WikiText-2
+    train, the default; WikiText-2 test, which overlaps its evaluation; C4) or a path to a
+    UTF-8 text file."""
 
     source: str = "wikitext2"
     nsamples: int = 128
     seqlen: int = 512
     seed: int = 0
+
+    def overlaps(self, recorded: list | tuple | None = None) -> tuple[str, ...]:
+        """The tasks whose evaluation text this calibration contains: by source name, or as
+        ``compression.json`` recorded it (``recorded``: a file with the same content)."""
+        found = CALIBRATION_OVERLAPS.get(self.source, ())
+        if not found and Path(self.source).name == "wikitext-test.txt":
+            found = CALIBRATION_OVERLAPS["wikitext2-test"]  # the mirror's file, named by path
+        return tuple(dict.fromkeys([*found, *(recorded or ())]))
 
     def __post_init__(self):
         if self.nsamples <= 0:

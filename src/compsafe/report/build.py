@@ -20,6 +20,7 @@ from pathlib import Path
 from compsafe import __version__
 from compsafe.errors import CompsafeError, UnknownNameError
 from compsafe.report import sections
+from compsafe.report.caveats import run_caveats
 from compsafe.report.figures import setting_order
 from compsafe.report.html import el, join, page
 from compsafe.report.load import load_runs, load_tidy, resolve_store
@@ -90,6 +91,7 @@ def build_report(store, out_dir, options: ReportOptions = ReportOptions()) -> Pa
               "version": __version__, "store": store_path.resolve(), "n_runs": len(runs),
               "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")},
         many_bases=len({r["base_model"] for r in rows}) > 1,
+        caveats=run_caveats(runs, rows),
         settings=sorted({(r["base_model"], r["spec_label"]) for r in rows
                          if r["spec_label"] != o.baseline}))
     index = out / "index.html"

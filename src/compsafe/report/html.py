@@ -108,6 +108,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 .muted, .note { color: var(--muted); }
 .nowrap { white-space: nowrap; }
 .note { font-size: 13px; }
+ul.caveats { font-size: 13px; color: #7a4b00; margin: 4px 0 12px; padding-left: 18px;
+             list-style: none; }
 .wrap { overflow-x: auto; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px;
        overflow-wrap: anywhere; }

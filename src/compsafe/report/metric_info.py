@@ -45,6 +45,10 @@ _EXACT: dict[str, tuple[str | None, str]] = {
     "expected_max_toxicity": ("higher", "Expected maximum toxicity"),
     "toxicity_probability": ("higher", "Toxicity probability (>= 0.5 at least once)"),
     "negative_regard_rate": ("higher", "Negative regard rate"),
+    # Less positive regard is harm too (Sheng et al. 2019 compare all three polarities);
+    # neutral regard is where the other two go, context rather than harm.
+    "positive_regard_rate": ("lower", "Positive regard rate"),
+    "neutral_regard_rate": (None, "Neutral regard rate"),
     "mean_vader_compound": ("lower", "Mean sentiment (VADER compound)"),
     "prompt_perplexity": (None, "Prompt perplexity"),
     "token_ppl": ("higher", "Token perplexity"),

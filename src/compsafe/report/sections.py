@@ -13,9 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compsafe.report.caveats import task_caveats
 from compsafe.report.figures import Figure, FigureSet, setting_order
 from compsafe.report.html import Markup, el, join, table
-from compsafe.report.metric_info import SAFETY_DIMENSIONS, metric_info, scored_label
+from compsafe.report.metric_info import (
+    ABSOLUTE_PPL,
+    SAFETY_DIMENSIONS,
+    metric_info,
+    scored_label,
+)
 
 TITLES = {"degeneration": "Degeneration harm", "representational": "Representational harm",
           "dialect": "Dialect bias", "language_modeling": "Language modeling",
@@ -44,6 +50,7 @@ class Context:
     meta: dict[str, object]
     many_bases: bool = False
     settings: list[str] = field(default_factory=list)
+    caveats: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
 
 
 def fmt(v: float | None, signed: bool = False) -> str:
@@ -89,12 +96,38 @@ def relative(d) -> float:
     return abs(d.diff)
 
 
+def has_caveat(ctx: Context, base: str, setting: str, task: str) -> bool:
+    return bool(ctx.caveats.get((base, setting, task))
+                or ctx.caveats.get((base, ctx.meta["baseline"], task)))
+
+
+def task_cell(ctx: Context, d) -> Markup:
+    """The task / subset cell, marked † when the task's numbers carry a caveat (listed
+    under the table)."""
+    text = where(d.task, d.subset)
+    if has_caveat(ctx, d.base_model, d.spec_label, d.task):
+        return el("span", text, el("sup", "†", title="see the caveats under this table"))
+    return el("span", text)
+
+
+def caveat_list(ctx: Context, tasks: set[str]) -> Markup:
+    """The coverage caveats of ``tasks``, for the foot of a table showing their numbers."""
+    evaluated: dict[str, set[str]] = {}
+    for r in ctx.rows:
+        if r["task"] in tasks:
+            evaluated.setdefault(r["task"], set()).add(r["spec_label"])
+    items = [el("li", "† ", el("b", task), ": ", note,
+                f" ({', '.join(settings)})" if settings else "")
+             for task, note, settings in task_caveats(ctx.caveats, evaluated)]
+    return el("ul", items, class_="caveats") if items else Markup("")
+
+
 def diff_table(ctx: Context, diffs: list, with_group: bool, limit: int = MAX_ROWS) -> Markup:
     headers = ["setting", "task / subset", *(["group"] if with_group else []), "metric", "n",
                "dense", "compressed", "Δ", "95% CI of Δ", "MDE (80%)", "q", ""]
     numeric = [False, False, *([False] if with_group else []), False, True, True, True, True,
                True, True, True, False]
-    body = [[el("span", _setting(ctx, d), class_="nowrap"), where(d.task, d.subset),
+    body = [[el("span", _setting(ctx, d), class_="nowrap"), task_cell(ctx, d),
              *([el("code", d.group)] if with_group else []),
              scored_label(d.task, d.metric, d.scorer), str(d.n), fmt(d.baseline),
              fmt(d.value), fmt(d.diff, True), ci(d.ci_low, d.ci_high), fmt(d.mde),
@@ -102,7 +135,65 @@ def diff_table(ctx: Context, diffs: list, with_group: bool, limit: int = MAX_ROW
              flag(d)] for d in diffs[:limit]]
     more = (el("p", f"{len(diffs) - limit} more rows in data/paired.csv.", class_="note")
             if len(diffs) > limit else None)
-    return join([el("div", table(headers, body, numeric), class_="wrap"), more])
+    return join([el("div", table(headers, body, numeric), class_="wrap"), more,
+                 caveat_list(ctx, {d.task for d in diffs[:limit]})])
+
+
+def value_rows(ctx: Context, dim: str) -> list[dict]:
+    """Whole-task rows of ``dim`` (group "all"; a pooled task's aggregates only) with a
+    harmful direction, plus a dialect corpus's absolute perplexity as context."""
+    rows = [r for r in ctx.rows if r["dimension"] == dim and r["group"] == "all"
+            and (metric_info(r["task"], r["metric"]).worse_when
+                 or (dim == "dialect" and r["metric"] in ABSOLUTE_PPL))]
+    pooled = {r["task"] for r in rows if r["subset"] == "all"}
+    return [r for r in rows if r["task"] not in pooled or r["subset"] in AGGREGATES]
+
+
+def values_table(ctx: Context, dim: str) -> Markup:
+    """Every model's own value of every task of ``dim``, the baseline's first: the numbers
+    behind the changes, and the only ones for tasks no compressed model ran."""
+    rows = value_rows(ctx, dim)
+    if not rows:
+        return Markup("")
+    baseline = ctx.meta["baseline"]
+    order = {}
+    for r in sorted(rows, key=lambda r: (r["spec_label"] != baseline, setting_order(r))):
+        order.setdefault(r["spec_label"], len(order))
+    columns = sorted(order, key=order.get)
+    cells: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        key = (r["base_model"], r["task"], r["subset"], r["metric"], r["scorer"])
+        cells.setdefault(key, {})[r["spec_label"]] = r
+    body = []
+    for (base, task, subset, metric, scorer), by in sorted(cells.items(), key=lambda kv: (
+            kv[0][0], kv[0][1], kv[0][2] not in AGGREGATES, kv[0][2], kv[0][3])):
+        first = by.get(baseline) or next(iter(by.values()))
+        task_text = where(task, subset)
+        if any(has_caveat(ctx, base, c, task) for c in by):
+            task_text = el("span", task_text, el("sup", "†"))
+        body.append([*([base] if ctx.many_bases else []), task_text,
+                     scored_label(task, metric, scorer), str(first["n"]),
+                     *(_value_cell(by.get(c)) for c in columns)])
+    head = [*(["base model"] if ctx.many_bases else []), "task / subset", "metric", "n",
+            *columns]
+    numeric = [*([False] if ctx.many_bases else []), False, False, True,
+               *(True for _ in columns)]
+    tasks = {r["task"] for r in rows}
+    alone = sorted(t for t in tasks if {r["spec_label"] for r in rows if r["task"] == t}
+                   == {baseline})
+    note = (el("p", f"Only {baseline} was evaluated on {', '.join(alone)}: "
+                    "no compressed model to compare with.", class_="note") if alone else None)
+    return join([el("details", el("summary", f"Values of every model ({len(body)} rows, "
+                                             f"{baseline} first; 95% CI below each value)"),
+                    el("div", table(head, body, numeric), class_="wrap"), note,
+                    caveat_list(ctx, tasks), open=True)])
+
+
+def _value_cell(r: dict | None) -> Markup | str:
+    if r is None:
+        return "—"
+    return join([fmt(r["value"]), el("br"), el("small", ci(r["ci_low"], r["ci_high"]),
+                                              class_="muted")])
 
 
 def summary(ctx: Context) -> Markup:
@@ -123,18 +214,25 @@ def summary(ctx: Context) -> Markup:
                "for any test to reach p ≤ 0.05.")
     # Safety first, one dimension after another; language modelling and downstream
     # changes are context for them, one click away.
-    order = {d: i for i, d in enumerate(SAFETY_DIMENSIONS)}
-    safety = sorted((d for d in worse if d.dimension in order), key=lambda d: order[d.dimension])
-    context = [d for d in worse if d.dimension not in order]
-    if safety:
-        found = diff_table(ctx, safety[:TOP], with_group=True)
-        if len(safety) > TOP:
-            found += el("details", el("summary", f"{len(safety) - TOP} more significantly "
-                                                 "harmful changes"),
-                        diff_table(ctx, safety[TOP:], with_group=True))
-    else:
-        found = el("p", f"No safety measure got significantly worse at FDR {fdr:g}.",
-                   class_="muted")
+    found = Markup("")
+    for dim in SAFETY_DIMENSIONS:
+        tested = [d for d in valid if d.dimension == dim and d.worse is not None]
+        if not tested:
+            continue
+        harmful = [d for d in worse if d.dimension == dim]
+        found += el("h3", TITLES[dim])
+        if not harmful:
+            found += el("p", f"Nothing significantly worse at FDR {fdr:g} "
+                             f"({len(tested)} paired comparisons).", class_="muted")
+            continue
+        found += diff_table(ctx, harmful[:TOP], with_group=True)
+        if len(harmful) > TOP:
+            found += el("details", el("summary", f"{len(harmful) - TOP} more significantly "
+                                                 f"harmful changes in {TITLES[dim].lower()}"),
+                        diff_table(ctx, harmful[TOP:], with_group=True))
+    if not found:
+        found = el("p", "No safety measure was compared.", class_="muted")
+    context = [d for d in worse if d.dimension not in SAFETY_DIMENSIONS]
     if context:
         found += el("details", el("summary", f"Language modelling and downstream: {len(context)} "
                                              "significantly worse (context for the above)"),
@@ -195,8 +293,8 @@ def dimension_section(ctx: Context, dim: str) -> Markup:
     parts = [*head, el("h3", "Overall changes"),
              figure_grid([f for f in figs if f.kind == "metric_vs_compression"])]
     parts.append(diff_table(ctx, overall, with_group=False) if overall else
-                 el("p", "No paired overall changes (is the dense baseline evaluated?).",
-                    class_="muted"))
+                 el("p", unpaired_reason(ctx, dim), class_="muted"))
+    parts.append(values_table(ctx, dim))
     if per_subset:
         parts.append(el("details", el("summary", f"Per subset ({len(per_subset)} rows)"),
                         diff_table(ctx, per_subset, with_group=False)))
@@ -213,6 +311,27 @@ def dimension_section(ctx: Context, dim: str) -> Markup:
                                                  f"({len(diag)} rows)"),
                         diff_table(ctx, diag, with_group=False)))
     return join(parts)
+
+
+def unpaired_reason(ctx: Context, dim: str) -> str:
+    """Why a dimension has no paired change: which tasks lack a baseline or a compressed run."""
+    baseline = ctx.meta["baseline"]
+    by_task: dict[str, set[str]] = {}
+    for r in ctx.rows:
+        if r["dimension"] == dim:
+            by_task.setdefault(r["task"], set()).add(r["spec_label"])
+    only_base = sorted(t for t, s in by_task.items() if s == {baseline})
+    no_base = sorted(t for t, s in by_task.items() if baseline not in s)
+    parts = []
+    if only_base:
+        parts.append(f"no compressed model was evaluated on {', '.join(only_base)} (the "
+                     f"{baseline} values are below)")
+    if no_base:
+        parts.append(f"{baseline} was not evaluated on {', '.join(no_base)}, so nothing "
+                     "pairs with the compressed runs")
+    return ("No paired overall changes: " + "; ".join(parts) + "." if parts
+            else "No paired overall changes: no items are shared by the baseline and the "
+                 "compressed runs.")
 
 
 def examples(ctx: Context) -> Markup:

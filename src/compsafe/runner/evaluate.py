@@ -119,6 +119,11 @@ def evaluate_task(
         base_fingerprint = model.float32_fingerprint(fingerprint)
     lineage = Lineage.of(model.name, base_fingerprint, info, qconfig,
                          getattr(model, "base_model", None))
+    recorded = ((info or {}).get("calibration") or {}).get("overlaps")
+    if lineage is not None and task.name in lineage.spec.calibration.overlaps(recorded):
+        log.warning("%s: %s was calibrated on this task's evaluation text (%s): its %s "
+                    "results are in-sample", task.name, model.name,
+                    lineage.spec.calibration.source, task.name)
     status = store.start_run(key, model.name, fingerprint, task.name, task.version,
                              {"task": config, "prompt": prompt}, __version__,
                              lineage=lineage.columns() if lineage else None,

@@ -34,7 +34,7 @@ SCORER_LABELS: dict[str, str] = {
     "profanity": "alt-profanity-check, a profanity classifier (not a toxicity model)",
     "vader": "VADER sentiment (compound score)",
     "toxigen-roberta": "ToxiGen-RoBERTa toxicity classifier (the reference study's)",
-    "regard": "Regard v3 classifier (negative regard)",
+    "regard": "Regard v3 classifier (negative, neutral, positive regard)",
     "detoxify": "Detoxify toxicity classifier",
     "openai-moderation": "OpenAI moderation API",
 }
