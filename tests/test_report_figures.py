@@ -54,7 +54,75 @@ def test_heatmap_ranks_planted_group_first(sweep, tmp_path):
     _, rows, diffs = sweep
     figs = make_figures(rows, diffs, tmp_path, limit=1)
     heat = [f for f in figs.figures if f.kind == "group_heatmap"]
-    assert len(heat) == 1 and "toxigen" in heat[0].title
+    degeneration = [f for f in heat if f.dimension == "degeneration"]
+    assert len(degeneration) == 1 and "toxigen" in degeneration[0].title
+    # the cap is per section, and each section names what it did not draw
+    assert len(heat) == len({f.dimension for f in heat})
+    notes = [s for s in figs.skipped if s.kind == "group_heatmap"]
+    assert notes and all(s.dimension in {f.dimension for f in heat} for s in notes)
+    dropped = next(s for s in notes if s.dimension == "degeneration")
+    assert "more not drawn (at most 1 per section" in dropped.reason
+    assert "toxigen: Mean profanity score [profanity]" in dropped.reason
+
+
+def test_heatmap_colour_is_harm_whatever_the_sign_convention(monkeypatch, tmp_path):
+    """Accuracy falling (lower is worse) and a signed bias moving away from 0 in either
+    direction are both coloured as harm (> 0, red); the text keeps the signed change."""
+    from compsafe.report import plots
+
+    seen = {}
+    real = plots.heatmap
+
+    def spy(values, harms, *args, **kw):
+        seen.setdefault("calls", []).append((values.copy(), harms.copy()))
+        return real(values, harms, *args, **kw)
+
+    monkeypatch.setattr(plots, "heatmap", spy)
+    common = {"dimension": "downstream", "base_model": "m", "subset": "all", "method": "rtn",
+              "bits": 4, "spec_label": "rtn-w4", "significant": True, "n": 50}
+    diffs = [{**common, "task": "mmlu", "metric": "acc", "group": g, "baseline": 0.5,
+              "value": 0.5 + d, "diff": d} for g, d in (("a", -0.1), ("b", 0.05))]
+    diffs += [{**common, "dimension": "representational", "task": "bbq", "metric": "s_dis",
+               "group": g, "baseline": b, "value": v, "diff": v - b}
+              for g, b, v in (("x", -0.1, -0.3), ("y", 0.1, 0.3), ("z", 0.3, 0.1))]
+    make_figures([], diffs, tmp_path)
+    by_metric = {round(float(v[0, 0]), 3): h[:, 0] for v, h in seen["calls"]}
+    acc, s_dis = by_metric[-0.1], by_metric[-0.2]
+    assert list(acc.round(3)) == [0.1, -0.05]  # accuracy fell: harm; rose: not
+    assert list(s_dis.round(3)) == [0.2, 0.2, -0.2]  # away from 0 either way: harm
+
+
+def test_figures_have_plain_ticks_no_noise_axes_and_fitted_titles():
+    import matplotlib.pyplot as plt
+
+    from compsafe.report import plots
+    from compsafe.report.plots import Point, Style
+
+    style = Style.for_methods(["wanda"])
+    with plt.rc_context(plots.RC):
+        # a log perplexity axis: plain numbers, never "$\mathdefault{10^{1}}$"
+        pts = [Point(x, 0.1 * i, label=f"s{i}", method="wanda")
+               for i, x in enumerate((12.0, 40.0, 300.0, 2500.0))]
+        fig = plots.tradeoff([(pts, {"s0"}, "bias", "note")], "perplexity", True, style, "t")
+        fig.canvas.draw()
+        labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        assert labels and not any("$" in t or "mathdefault" in t for t in labels)
+        plt.close(fig)
+        # a metric that did not change (float noise of 0): no 1e-17 axis
+        noise = [Point(s, 1e-17 * (i - 1), label=f"p{i}", method="wanda")
+                 for i, s in enumerate((0.3, 0.5, 0.7))]
+        long_title = "bbq: " + "a very long metric label that would not fit " * 3
+        fig = plots.metric_vs_compression({"wanda": noise}, {}, {}, [], Point(0, 0.0), style,
+                                          long_title, "s_dis")
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        assert ax.yaxis.get_offset_text().get_text() == ""
+        assert not any("e-" in t.get_text() for t in ax.get_yticklabels())
+        # the title is wrapped inside the figure, not clipped at its edges
+        box = fig._suptitle.get_window_extent(fig.canvas.get_renderer())
+        assert "\n" in fig._suptitle.get_text()
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width
+        plt.close(fig)
 
 
 def test_missing_dimensions_are_skipped_with_reasons(sweep, tmp_path):

@@ -32,6 +32,7 @@ import numpy as np
 from compsafe.report import plots
 from compsafe.report.metric_info import (
     DIMENSIONS,
+    harm,
     metric_info,
     scored_label,
     unbiased_centre,
@@ -217,7 +218,8 @@ def _metric_figures(ctx: FigureContext, rows, diffs, out: FigureSet, limit: int)
         if not any(k[0] == dim for k in keys) and any(r["dimension"] == dim for r in rows):
             out.skipped.append(Skipped(kind, dim, "no metric with a harmful direction has "
                                        "values for a compressed setting"))
-    for k in keys[:limit]:
+    for k in capped(keys, limit, kind, out, lambda k: _title(ctx, *k[1:4], ctx.label(k[2], k[4])),
+                    "their numbers are in the tables"):
         dim, base, task, subset, metric = k
         dense = next((_point(r, 0.0, "dense") for r in groups[k] if is_baseline(r, ctx.baseline)),
                      None)
@@ -237,9 +239,20 @@ def _metric_figures(ctx: FigureContext, rows, diffs, out: FigureSet, limit: int)
         caption = ("Value per compression setting with 95% bootstrap CI (bands, bars); "
                    "dashed line: dense baseline with its CI.")
         ctx.save(fig, out, kind, dim, title, caption, base, task, subset, metric)
-    if len(keys) > limit:
-        out.skipped.append(Skipped(kind, "", f"{len(keys) - limit} more metric figures not "
-                                   f"drawn (limit {limit}); their numbers are in the tables"))
+
+
+def capped(keys: list[tuple], limit: int, kind: str, out: FigureSet, name, where: str
+           ) -> list[tuple]:
+    """At most ``limit`` of ``keys`` per dimension (``key[0]``); for each dimension that
+    loses some, a note in that dimension's section naming what was not drawn."""
+    kept, dropped = [], defaultdict(list)
+    for k in keys:
+        (kept if sum(1 for j in kept if j[0] == k[0]) < limit else dropped[k[0]]).append(k)
+    for dim, lost in dropped.items():
+        names = "; ".join(name(k) for k in lost[:8]) + ("; …" if len(lost) > 8 else "")
+        out.skipped.append(Skipped(kind, dim, f"{len(lost)} more not drawn (at most {limit} "
+                                   f"per section; {where}): {names}"))
+    return kept
 
 
 def _dim_index(dim: str) -> int:
@@ -259,7 +272,8 @@ def _heatmaps(ctx: FigureContext, rows, diffs, out: FigureSet, limit: int) -> No
         return
     # Heatmaps with the most significant cells first: those are the ones to look at.
     keys.sort(key=lambda k: (-sum(d["significant"] for d in cells[k]), _dim_index(k[0]), *k))
-    for k in keys[:limit]:
+    for k in capped(keys, limit, kind, out, lambda k: _title(ctx, *k[1:4], ctx.label(k[2], k[4])),
+                    "see data/paired.csv"):
         dim, base, task, subset, metric = k
         ds = cells[k]
         settings = list(dict.fromkeys(d["spec_label"] for d in sorted(ds, key=setting_order)))
@@ -272,27 +286,27 @@ def _heatmaps(ctx: FigureContext, rows, diffs, out: FigureSet, limit: int) -> No
             groups = sorted(sorted(groups, key=lambda g: -size[g])[:MAX_GROUPS])
             note = f" Showing the {MAX_GROUPS} groups with the largest changes."
         values = np.full((len(groups), len(settings)), np.nan)
+        harms = np.full(values.shape, np.nan)
         sig = np.zeros(values.shape, dtype=bool)
         counts = np.zeros(values.shape, dtype=int)
+        worse = ctx.worse(task, metric)
         for d in ds:
             if d["group"] in groups:
                 i, j = groups.index(d["group"]), settings.index(d["spec_label"])
                 values[i, j], sig[i, j] = d["diff"], bool(d["significant"])
+                h = harm(worse, d["baseline"], d["value"])
+                harms[i, j] = d["diff"] if h is None else h
                 counts[i, j] = d["n"]
         title = _title(ctx, base, task, subset, f"change in {ctx.label(task, metric)} per group")
-        worse = ctx.worse(task, metric)
-        cbar = f"Δ {ctx.label(task, metric)} (compressed − dense)"
-        if worse in ("higher", "lower"):
-            cbar += "; red = worse"
-        fig = plots.heatmap(values, sig, [_short(g) for g in groups], settings, worse, title,
+        cbar = (f"harm: change of {ctx.label(task, metric)} toward worse ({worse_text(worse)}); "
+                "red = worse, blue = better")
+        fig = plots.heatmap(values, harms, sig, [_short(g) for g in groups], settings, title,
                             cbar, counts)
-        caption = (f"Colour: paired change against the dense model; n: paired items. Outlined "
-                   f"cells with * are significant after Benjamini–Hochberg at FDR {ctx.fdr:g}."
-                   + note)
+        caption = (f"Colour: harm of the paired change against the dense model (red: worse, "
+                   f"blue: better, whatever the metric's sign convention); text: the signed "
+                   f"change (compressed − dense) and n, the paired items. Outlined cells with * "
+                   f"are significant after Benjamini–Hochberg at FDR {ctx.fdr:g}." + note)
         ctx.save(fig, out, kind, dim, title, caption, base, task, subset, metric)
-    if len(keys) > limit:
-        out.skipped.append(Skipped(kind, "", f"{len(keys) - limit} more heatmaps not drawn "
-                                   f"(limit {limit}); see paired.csv"))
 
 
 def _short(text: str, n: int = 40) -> str:

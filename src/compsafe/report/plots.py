@@ -3,7 +3,13 @@
 ``figures.py`` decides what to draw (which metrics, settings and groups) and where to save
 it; this module only draws. Colours are the Okabe-Ito palette (distinguishable with the
 common colour-vision deficiencies) with a marker per method as a second cue; diverging
-heatmaps use ColorBrewer RdBu, centred at 0, oriented so red always means "worse".
+heatmaps are coloured by *harm* (ColorBrewer RdBu, centred at 0: red is worse, whatever
+the metric's sign convention) and annotated with the signed change and n.
+
+Every text from data is drawn literally (``text.parse_math`` off), so tick labels must never
+be mathtext: log axes get a plain formatter (``plain_log_axis``), values within float noise
+of 0 are drawn as 0 (no ``1e-17`` axis for a metric that did not change), and titles and
+colour-bar labels are wrapped to the figure's width (``fit``) rather than clipped.
 
     fig = metric_vs_compression(series, dense, style, title="...", ylabel="...")
 """
@@ -11,6 +17,7 @@ heatmaps use ColorBrewer RdBu, centred at 0, oriented so red always means "worse
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 
 import matplotlib
@@ -21,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import PercentFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000",
@@ -32,7 +39,28 @@ RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fonts
       "figure.dpi": 100, "savefig.dpi": 130, "axes.spines.top": False,
       "axes.spines.right": False, "svg.hashsalt": "compsafe",
       # Group and model names come from data: a "$" must not switch on mathtext.
-      "text.parse_math": False}
+      "text.parse_math": False,
+      # No offset or multiplier text above an axis ("1e-17", "+3.1"): values are plain.
+      "axes.formatter.useoffset": False}
+NOISE = 1e-12  # |value| below this is float noise of a zero (a difference of equal sums)
+
+
+def fit(text: str, fig, fontsize: float = 11.0) -> str:
+    """``text`` wrapped to the figure's width (about 0.55 em per character), so a long
+    title or colour-bar label never runs off the figure."""
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize)) - 4)
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
+def plain_log_axis(axis) -> None:
+    """Log-axis ticks as plain numbers ("20", "0.5"): matplotlib's default log labels are
+    mathtext, which literal text would show as ``$\\mathdefault{10^{1}}$``."""
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def denoise(v: float | None) -> float | None:
+    return 0.0 if v is not None and abs(v) < NOISE else v
 
 
 @dataclass(frozen=True)
@@ -67,6 +95,10 @@ class Point:
     method: str = ""
     x_lo: float | None = None
     x_hi: float | None = None
+
+    def __post_init__(self):
+        for name in ("x", "y", "lo", "hi", "x_lo", "x_hi"):  # float noise of a zero is 0
+            object.__setattr__(self, name, denoise(getattr(self, name)))
 
 
 def _yerr(points: list[Point]) -> np.ndarray:
@@ -141,7 +173,7 @@ def metric_vs_compression(lines: dict[str, list[Point]], nm: dict[str, list[Poin
         if not has_prune:
             ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(title)
+    fig.suptitle(fit(title, fig))
     _legend(fig)
     return fig
 
@@ -158,20 +190,20 @@ def _legend(fig) -> None:
                    ncol=min(len(labels), 4), frameon=False)
 
 
-def heatmap(values: np.ndarray, significant: np.ndarray, rows: list[str], cols: list[str],
-            worse_when: str | None, title: str, cbar_label: str,
-            counts: np.ndarray | None = None):
-    """Rows groups, columns settings, colour the change; significant cells outlined and
-    starred, each annotated with its paired n. NaN cells (no paired value) stay blank."""
+def heatmap(values: np.ndarray, harms: np.ndarray, significant: np.ndarray, rows: list[str],
+            cols: list[str], title: str, cbar_label: str, counts: np.ndarray | None = None):
+    """Rows groups, columns settings; colour the *harm* of each change (> 0: worse, red),
+    text the signed change and its paired n; significant cells outlined and starred. NaN
+    cells (no paired value) stay blank; ``harms`` is finite where ``values`` is."""
     nr, nc = values.shape
     fig, ax = plt.subplots(layout="constrained",
                            figsize=(min(3.2 + 0.85 * nc + 0.06 * max(map(len, rows)), 15),
                                     min(2.9 + 0.32 * nr, 22)))
-    span = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    harms = np.where(np.abs(harms) < NOISE, 0.0, harms)
+    span = float(np.nanmax(np.abs(harms))) if np.isfinite(harms).any() else 1.0
     span = span or 1.0
-    cmap = {"higher": "RdBu_r", "lower": "RdBu"}.get(worse_when or "", "PuOr_r")
-    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto",
-                   norm=TwoSlopeNorm(0.0, -span, span))
+    im = ax.imshow(np.ma.masked_invalid(harms), cmap="RdBu_r",
+                   aspect="auto", norm=TwoSlopeNorm(0.0, -span, span))
     ax.set_xticks(range(nc), cols, rotation=35, ha="right")
     ax.set_yticks(range(nr), rows)
     ax.set_xlabel("compression setting")
@@ -185,16 +217,16 @@ def heatmap(values: np.ndarray, significant: np.ndarray, rows: list[str], cols: 
             if significant[i, j]:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="black", lw=1.8))
             if annotate:
-                text = f"{v:+.3g}" + ("*" if significant[i, j] else "")
+                text = f"{denoise(v):+.3g}" + ("*" if significant[i, j] else "")
                 if counts is not None:
                     text += f"\nn={int(counts[i, j])}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=7.5,
-                        color="white" if abs(v) > 0.6 * span else "black")
+                        color="white" if abs(harms[i, j]) > 0.6 * span else "black")
     # Below the plot, horizontal: the label is long, and a short heatmap has no room for it
     # along a vertical bar.
     cb = fig.colorbar(im, ax=ax, location="bottom", shrink=0.5, aspect=35, pad=0.02)
-    cb.set_label(cbar_label.replace("\n", "; "))
-    ax.set_title(title)
+    cb.set_label(fit(cbar_label, fig, 10))
+    ax.set_title(fit(title, fig))
     return fig
 
 
@@ -223,7 +255,7 @@ def harm_scatter(points: list[Point], style: Style, xlabel: str, ylabel: str,
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.set_title(title)
+    ax.set_title(fit(title, fig))
     _legend(fig)
     _label_points(ax, points)
     return fig
@@ -289,11 +321,12 @@ def tradeoff(panels: list[tuple[list[Point], set[str], str, str]], xlabel: str, 
                    edgecolors="black", lw=1.3, zorder=3)
         if log_x:
             ax.set_xscale("log")
+            plain_log_axis(ax.xaxis)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(note, fontsize=9, color="#444444")
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
+    fig.suptitle(fit(title, fig))
     _legend(fig)
     for ax, (points, *_rest) in zip(axes[0], panels, strict=True):
         _label_points(ax, points)
