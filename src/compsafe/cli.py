@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     from compsafe.report.cli_report import add_report_parser
 
     add_report_parser(sub)
+    from compsafe.study import add_study_parser
+
+    add_study_parser(sub)
     return parser
 
 

@@ -168,6 +168,30 @@ class CompressionSpec:
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
+    @classmethod
+    def from_label(cls, label: str, calibration: Calibration | None = None) -> CompressionSpec:
+        """The spec a ``label()`` names: ``wanda-50``, ``sparsegpt-2:4``, ``gptq-w4g64``,
+        ``rtn-w8``, ``nf4``, ``dense``; a ``SpecError`` naming the label otherwise."""
+        calibration = calibration or Calibration()
+        text = label.strip()
+        if text in ("dense", *BNB_METHODS):
+            return cls(method=text, calibration=calibration)
+        method, _, rest = text.partition("-")
+        try:
+            if method in PRUNING_METHODS and ":" in rest:
+                return cls(method=method, structure=rest, calibration=calibration)
+            if method in PRUNING_METHODS:
+                return cls(method=method, sparsity=int(rest) / 100, calibration=calibration)
+            bits, _, group = rest.removeprefix("w").partition("g")
+            if method in QUANT_METHODS and rest.startswith("w"):
+                return cls(method=method, bits=int(bits),
+                           group_size=int(group) if group else None, calibration=calibration)
+        except ValueError:
+            pass
+        raise SpecError(f"compression setting {label!r}: expected a label such as wanda-50, "
+                        f"sparsegpt-2:4, gptq-w4g64, rtn-w8 or nf4 (methods: "
+                        f"{', '.join(METHODS)})")
+
     def label(self) -> str:
         """A short human label, e.g. ``wanda-50``, ``sparsegpt-2:4``, ``gptq-w4g128``."""
         if self.method == "dense":

@@ -120,10 +120,14 @@ def _generate_batch(model, tokenizer, prompts: list[list[int]], keys: list[str],
     step_ids, step_pos = ids, positions
     params = inspect.signature(model.forward).parameters
     extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    # transformers >= 5.2x names the KV cache ``cache`` (``past_key_values`` is deprecated
+    # and warns on every step); older 5.x releases (the GPU machine's 5.17) only know the
+    # old name.
+    cache_arg = "cache" if "cache" in params else "past_key_values"
     for _ in range(cfg.max_new_tokens):
         res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                    past_key_values=cache, use_cache=True, **extra)
-        cache = res.past_key_values
+                    use_cache=True, **{cache_arg: cache}, **extra)
+        cache = getattr(res, cache_arg)
         logits = res.logits[:, -1]
         if cfg.do_sample:
             probs, ids_k = (t.cpu() for t in candidates(logits, cfg))

@@ -50,10 +50,12 @@ def check_baseline(rows: list[dict], baseline: str) -> None:
         raise UnknownNameError("baseline", baseline, sorted(known))
 
 
-def build_report(store, out_dir, options: ReportOptions = ReportOptions()) -> Path:
+def build_report(store, out_dir, options: ReportOptions = ReportOptions(),
+                 diffs: list | None = None) -> Path:
     """Write the report for ``store`` (a .sqlite file or a folder) to ``out_dir``; returns
     the path of ``index.html``. Raises ``CompsafeError`` for a missing or empty store and
-    an unknown baseline."""
+    an unknown baseline. ``diffs``: the store's ``paired_diffs`` with these options, when
+    the caller has them already."""
     from compsafe.report.divergent import divergent_groups
     from compsafe.report.exports import write_paired, write_tidy, write_wide
     from compsafe.report.figures import make_figures
@@ -72,8 +74,9 @@ def build_report(store, out_dir, options: ReportOptions = ReportOptions()) -> Pa
     runs = load_runs(store_path)
     log.info("%d metric rows from %d runs in %s", len(rows), len(runs), store_path)
     log.info("paired differences against %r (%d bootstrap replicates)", o.baseline, o.n_boot)
-    diffs = paired_diffs(store_path, baseline=o.baseline, fdr=o.fdr, n_boot=o.n_boot,
-                         seed=o.seed)
+    if diffs is None:
+        diffs = paired_diffs(store_path, baseline=o.baseline, fdr=o.fdr, n_boot=o.n_boot,
+                             seed=o.seed)
     divergences = divergent_groups(diffs)
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
