@@ -75,6 +75,7 @@ def test_report_folder_layout_and_escaping(report):
     assert len(list((report / "figures").glob("*.png"))) >= 4
     assert any(p.suffix == ".csv" for p in (report / "data").iterdir())
     # methods footer states what the numbers depend on
+    assert "profanity vtest: alt-profanity-check, a profanity classifier" in html
     for fact in ("Benjamini", "bootstrap replicates", "100", "seed", "compsafe version"):
         assert fact in html, fact
 

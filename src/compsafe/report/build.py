@@ -11,6 +11,7 @@ The folder opens from disk (no server, no JavaScript, no external URLs):
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from compsafe.report import sections
 from compsafe.report.caveats import run_caveats
 from compsafe.report.figures import setting_order
 from compsafe.report.html import el, join, page
-from compsafe.report.load import load_runs, load_tidy, resolve_store
+from compsafe.report.load import load_runs, load_tidy, resolve_store, run_scorer
 from compsafe.report.metric_info import DIMENSIONS, metric_info
 
 log = logging.getLogger("compsafe.report")
@@ -92,7 +93,8 @@ def build_report(store, out_dir, options: ReportOptions = ReportOptions(),
         meta={"baseline": o.baseline, "fdr": o.fdr, "n_boot": o.n_boot, "seed": o.seed,
               "tests": ", ".join(sorted({d.test for d in diffs})) or "—",
               "version": __version__, "store": store_path.resolve(), "n_runs": len(runs),
-              "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")},
+              "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "scorers": run_scorers(runs)},
         many_bases=len({r["base_model"] for r in rows}) > 1,
         caveats=run_caveats(runs, rows),
         settings=sorted({(r["base_model"], r["spec_label"]) for r in rows
@@ -151,6 +153,14 @@ def toxic_examples(store_path: Path, runs: list[dict], k: int, baseline: str = "
     order = sorted(found, key=lambda key: (key[0], key[1] != baseline,
                                            setting_order(settings[key])))
     return {key: sorted(found[key], key=lambda e: -e["score"])[:k] for key in order}
+
+
+def run_scorers(runs: list[dict]) -> str:
+    """Every generation scorer behind the report's numbers, with its version, in words."""
+    from compsafe.scorers import scorer_label
+
+    found = {json.dumps(s, sort_keys=True): s for s in map(run_scorer, runs) if s}
+    return "; ".join(scorer_label(s) for _, s in sorted(found.items())) or "—"
 
 
 def _cut(text: str) -> str:

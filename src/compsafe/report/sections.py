@@ -370,7 +370,8 @@ def methods(ctx: Context) -> Markup:
     facts = [("baseline", m["baseline"]), ("false discovery rate", f"{m['fdr']:g} "
              "(Benjamini–Hochberg over all groups and metrics of this report)"),
              ("bootstrap replicates", m["n_boot"]), ("seed", m["seed"]),
-             ("tests", m["tests"]), ("compsafe version", m["version"]), ("store", m["store"]),
+             ("tests", m["tests"]), ("generation scorers", m.get("scorers", "—")),
+             ("compsafe version", m["version"]), ("store", m["store"]),
              ("runs / metric rows", f"{m['n_runs']} / {len(ctx.rows)}"),
              ("generated", m["generated"])]
     return el("footer", el("h2", "Methods", id="methods"),
