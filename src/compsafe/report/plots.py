@@ -45,10 +45,11 @@ RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fonts
 NOISE = 1e-12  # |value| below this is float noise of a zero (a difference of equal sums)
 
 
-def fit(text: str, fig, fontsize: float = 11.0) -> str:
-    """``text`` wrapped to the figure's width (about 0.55 em per character), so a long
-    title or colour-bar label never runs off the figure."""
-    chars = max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize)) - 4)
+def fit(text: str, fig, fontsize: float = 11.0, share: float = 1.0) -> str:
+    """``text`` wrapped to ``share`` of the figure's width (about 0.55 em per character), so
+    a long title or colour-bar label never runs off the figure. A label centred on an axes
+    that sits off the figure's centre (a heatmap's colour bar) needs ``share`` < 1."""
+    chars = max(20, int(share * fig.get_figwidth() * 72 / (0.55 * fontsize)) - 4)
     return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
 
 
@@ -225,8 +226,10 @@ def heatmap(values: np.ndarray, harms: np.ndarray, significant: np.ndarray, rows
     # Below the plot, horizontal: the label is long, and a short heatmap has no room for it
     # along a vertical bar.
     cb = fig.colorbar(im, ax=ax, location="bottom", shrink=0.5, aspect=35, pad=0.02)
-    cb.set_label(fit(cbar_label, fig, 10))
-    ax.set_title(fit(title, fig))
+    cb.set_label(fit(cbar_label, fig, 10, share=0.6))
+    # A figure title, centred on the figure: over the axes it would be pushed right by the
+    # group labels and clipped.
+    fig.suptitle(fit(title, fig))
     return fig
 
 
