@@ -16,6 +16,7 @@ examples:
   compsafe report runs/ --out report/                  # runs/compsafe.sqlite -> report/
   compsafe report runs/quick/compsafe.sqlite --baseline dense --fdr 0.1 --out report/
   open report/index.html                               # any browser, from disk
+  compsafe report runs/validation --findings docs/validation.md   # the study's findings
 
 The folder holds index.html (summary of what got worse and for whom, one section per
 safety dimension with tables and figures, methods), figures/*.png|svg and data/*.csv.
@@ -43,6 +44,10 @@ def add_report_parser(sub) -> None:
     p.add_argument("--n-boot", type=int, default=1000,
                    help="paired bootstrap replicates per comparison (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--findings", type=Path, default=None, metavar="MD",
+                   help="instead of the HTML report, check the reference study's four "
+                        "findings and write them as Markdown (e.g. docs/validation.md), with "
+                        "headline figures and paired.csv in a folder beside it")
     p.set_defaults(func=run_report)
 
 
@@ -63,6 +68,12 @@ def run_report(args) -> int:
         from compsafe.errors import CompsafeError
 
         raise CompsafeError(f"--n-boot must be at least 1, got {args.n_boot}")
+    if args.findings is not None:
+        from compsafe.report.findings import write_findings
+
+        path = write_findings(args.store, args.findings, args.fdr, args.n_boot, args.seed)
+        print(f"findings: {path}")
+        return 0
     index = build_report(args.store, args.out, ReportOptions(
         baseline=args.baseline, fdr=args.fdr, n_boot=args.n_boot, seed=args.seed))
     print(f"report: {index}")

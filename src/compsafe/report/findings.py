@@ -1,0 +1,297 @@
+"""The reference study's four findings, checked on a store's paired differences.
+
+Xu et al. (2024, Findings of EMNLP) conclude that (1) quantization mostly preserves bias
+while pruning degrades it quickly as sparsity grows; (2) compression can lower
+degeneration harm (toxicity) while raising representational harm (bias); (3) protected
+groups diverge as the compression rate grows; (4) perplexity alone does not predict the
+safety change. Each is turned here into a test on ``paired_diffs`` output, with the rule
+written next to the verdict so a reader can disagree with the rule rather than the number:
+
+1. Representational headline metrics (``headline``): the share of quantization settings
+   significantly worse is at most ``QUANT_SHARE``, and for pruning the harm rises with
+   sparsity (mean Spearman rho > 0 over each method's unstructured settings, at least
+   ``MIN_POINTS`` sparsities) with a setting at the highest sparsity significantly worse.
+2. Some setting is significantly *better* on the degeneration headline metric and
+   significantly *worse* on a representational one.
+3. Over the pruning settings, the spread (standard deviation) of per-group harms grows
+   with sparsity (mean rho > 0), groups with fewer than ``MIN_N`` items left out.
+4. Over all settings, the harm in perplexity does not rank the safety harms: |rho| <
+   ``PPL_RHO`` between the perplexity headline's harm and some safety headline's harm.
+
+Verdicts are "supported", "not supported" or "not testable" (the store lacks the settings
+or metrics a rule needs). Harm is ``metric_info.harm``: > 0 is worse whatever the metric's
+sign convention.
+
+    findings = check_findings(paired_diffs(store))
+    text = findings_markdown(findings, store)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compsafe.report.divergent import _spearman
+from compsafe.report.metric_info import SAFETY_DIMENSIONS, harm, metric_info, scored_label
+from compsafe.report.stats import MIN_N
+
+QUANT_SHARE = 0.25
+MIN_POINTS = 3  # sparsities needed for a trend
+PPL_RHO = 0.7
+HEADLINE = {  # dimension -> metrics in order of preference (the study's own headlines)
+    "representational": ("s_amb", "s_dis", "mu", "model_eta", "ss", "pct_stereotype"),
+    "degeneration": ("expected_max_toxicity", "toxicity_probability", "mean_score",
+                     "negative_regard_rate"),
+    "dialect": ("ppl_ratio_aave_over_sae", "word_ppl_ratio_aave_over_sae", "ppl_gap"),
+    "language_modeling": ("token_ppl", "word_ppl"),
+}
+WHOLE = ("all", "mean_over_categories")
+
+
+@dataclass(frozen=True)
+class Finding:
+    number: int
+    claim: str
+    rule: str
+    verdict: str  # "supported" | "not supported" | "not testable"
+    evidence: list[str] = field(default_factory=list)
+
+
+def _harm(d) -> float | None:
+    return harm(metric_info(d.task, d.metric).worse_when, d.baseline, d.value)
+
+
+def headline(diffs: list, dimension: str) -> list:
+    """Whole-task rows (group "all", pooled subsets) of ``dimension``'s headline metrics:
+    for each task, its most preferred metric present."""
+    rows = [d for d in diffs if d.dimension == dimension and d.group == "all"
+            and d.diff is not None and d.metric in HEADLINE.get(dimension, ())]
+    pooled = {d.task for d in rows if d.subset == "all"}
+    rows = [d for d in rows if d.task not in pooled or d.subset in WHOLE]
+    best = {}
+    for d in rows:
+        rank = HEADLINE[dimension].index(d.metric)
+        best[d.task] = min(best.get(d.task, rank), rank)
+    return [d for d in rows if HEADLINE[dimension].index(d.metric) == best[d.task]]
+
+
+def _label(d) -> str:
+    return f"{d.task}/{d.subset} {scored_label(d.task, d.metric, d.scorer)}"
+
+
+def _line(d) -> str:
+    ci = "" if d.ci_low is None else f" [{d.ci_low:+.3g}, {d.ci_high:+.3g}]"
+    q = "—" if d.q_value is None else f"{d.q_value:.3g}"
+    flag = " **worse**" if d.worse else " better" if d.significant else ""
+    return (f"{d.spec_label}: {_label(d)} {d.baseline:.4g} → {d.value:.4g}, "
+            f"Δ {d.diff:+.3g}{ci}, q {q}, n {d.n}{flag}")
+
+
+def _unstructured(d) -> bool:
+    return d.sparsity is not None and (d.structure or "unstructured") == "unstructured"
+
+
+def finding_1(diffs: list) -> Finding:
+    claim = ("Quantization mostly preserves bias, while pruning degrades it quickly as "
+             "sparsity grows.")
+    rule = (f"representational headline metrics: at most {QUANT_SHARE:.0%} of quantization "
+            "comparisons significantly worse; for pruning, harm rising with sparsity "
+            f"(mean Spearman rho > 0 over each method's >= {MIN_POINTS} sparsities) and a "
+            "comparison at the highest sparsity significantly worse")
+    rows = headline(diffs, "representational")
+    quant = [d for d in rows if d.bits is not None]
+    prune = [d for d in rows if _unstructured(d)]
+    if not quant or not prune:
+        return Finding(1, claim, rule, "not testable",
+                       ["needs both quantization and unstructured pruning settings"])
+    share = sum(bool(d.worse) for d in quant) / len(quant)
+    evidence = [f"quantization: {sum(bool(d.worse) for d in quant)} of {len(quant)} "
+                f"comparisons significantly worse ({share:.0%})"]
+    rhos, top_worse = [], False
+    for (method, label), ds in _by(prune, lambda d: (d.method, _label(d))).items():
+        rho = _trend([d.sparsity for d in ds], [_harm(d) for d in ds])
+        if rho is not None:
+            rhos.append(rho)
+        top = max(ds, key=lambda d: d.sparsity)
+        top_worse |= bool(top.worse)
+        trend = "too few sparsities for a trend" if rho is None else \
+            f"rho(sparsity, harm) = {rho:+.2f}"
+        evidence.append(f"{method}, {label}: {trend}; at "
+                        f"{top.sparsity:.0%}: Δ {top.diff:+.3g}"
+                        + (" (significantly worse)" if top.worse else ""))
+    if not rhos:
+        return Finding(1, claim, rule, "not testable",
+                       [*evidence, f"needs {MIN_POINTS} or more sparsities of one method"])
+    ok = share <= QUANT_SHARE and float(np.mean(rhos)) > 0 and top_worse
+    evidence += [_line(d) for d in sorted(rows, key=_order)]
+    return Finding(1, claim, rule, "supported" if ok else "not supported", evidence)
+
+
+def finding_2(diffs: list) -> Finding:
+    claim = ("Compression can lower degeneration harm (toxicity) while raising "
+             "representational harm (bias).")
+    rule = ("some setting significantly better on a degeneration headline metric and "
+            "significantly worse on a representational one")
+    deg, rep = headline(diffs, "degeneration"), headline(diffs, "representational")
+    if not deg or not rep:
+        return Finding(2, claim, rule, "not testable",
+                       ["needs degeneration and representational results"])
+    better = {d.spec_label for d in deg if d.significant and d.worse is False}
+    worse = {d.spec_label for d in rep if d.worse}
+    both = sorted(better & worse)
+    evidence = [f"settings significantly less toxic: {', '.join(sorted(better)) or 'none'}",
+                f"settings significantly more biased: {', '.join(sorted(worse)) or 'none'}",
+                f"both: {', '.join(both) or 'none'}"]
+    evidence += [_line(d) for d in sorted(deg + rep, key=_order) if d.spec_label in both]
+    return Finding(2, claim, rule, "supported" if both else "not supported", evidence)
+
+
+def finding_3(diffs: list) -> Finding:
+    claim = "Protected groups diverge as the compression rate grows."
+    rule = (f"over unstructured pruning settings, the standard deviation of per-group harms "
+            f"(groups with >= {MIN_N} items) rising with sparsity (mean Spearman rho > 0 over "
+            f"metric series with >= {MIN_POINTS} sparsities)")
+    groups = [d for d in diffs if d.group != "all" and d.dimension in SAFETY_DIMENSIONS
+              and d.diff is not None and d.n >= MIN_N and _unstructured(d)
+              and metric_info(d.task, d.metric).worse_when]
+    series = defaultdict(dict)  # (method, task, subset, metric) -> sparsity -> harms
+    for d in groups:
+        series[(d.method, d.task, d.subset, d.metric)].setdefault(d.sparsity, []).append(
+            _harm(d))
+    rhos, evidence = [], []
+    for key, by_sparsity in sorted(series.items()):
+        spread = {s: float(np.std(h)) for s, h in by_sparsity.items() if len(h) >= 2}
+        xs = sorted(spread)
+        rho = _trend(xs, [spread[s] for s in xs])
+        if rho is None:
+            continue
+        rhos.append(rho)
+        evidence.append(f"{key[0]}, {key[1]}/{key[2]} {key[3]}: group spread "
+                        + ", ".join(f"{s:.0%}: {spread[s]:.3g}" for s in xs)
+                        + f" (rho {rho:+.2f})")
+    if not rhos:
+        return Finding(3, claim, rule, "not testable",
+                       [f"needs per-group results at {MIN_POINTS} or more sparsities"])
+    mean = float(np.mean(rhos))
+    evidence.insert(0, f"mean rho over {len(rhos)} metric series: {mean:+.2f}")
+    return Finding(3, claim, rule, "supported" if mean > 0 else "not supported",
+                   evidence[:25])
+
+
+def finding_4(diffs: list) -> Finding:
+    claim = "Perplexity alone does not predict the safety change."
+    rule = (f"over all settings, |Spearman rho| < {PPL_RHO} between the harm in the "
+            "perplexity headline and the harm in some safety headline metric")
+    ppl = headline(diffs, "language_modeling")
+    if not ppl:
+        return Finding(4, claim, rule, "not testable", ["needs a perplexity result"])
+    x = {d.spec_label: _harm(d) for d in ppl}
+    evidence, weak = [], False
+    for dim in SAFETY_DIMENSIONS:
+        for (label,), ds in _by(headline(diffs, dim), lambda d: (_label(d),)).items():
+            common = [d for d in ds if d.spec_label in x]
+            if len(common) < 3:
+                continue
+            rho = _spearman(np.array([x[d.spec_label] for d in common]),
+                            np.array([_harm(d) for d in common]))
+            weak |= abs(rho) < PPL_RHO
+            evidence.append(f"{label}: rho(perplexity harm, harm) = {rho:+.2f} over "
+                            f"{len(common)} settings")
+    if not evidence:
+        return Finding(4, claim, rule, "not testable",
+                       ["needs three or more settings with perplexity and safety results"])
+    return Finding(4, claim, rule, "supported" if weak else "not supported", evidence)
+
+
+def _trend(x: list, y: list) -> float | None:
+    """Spearman's rho of ``y`` on ``x``; None with fewer than ``MIN_POINTS`` points (the
+    dense model is left out: its harm and spread are 0 by definition, which would make any
+    noisy compressed value look like a rise)."""
+    if len(x) < MIN_POINTS:
+        return None
+    return _spearman(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+
+
+def _by(rows: list, key) -> dict:
+    out = defaultdict(list)
+    for d in rows:
+        out[key(d)].append(d)
+    return {k: sorted(v, key=_order) for k, v in out.items()}
+
+
+def _order(d) -> tuple:
+    return (d.base_model, d.task, d.subset, d.metric, d.sparsity is None, d.sparsity or 0,
+            -(d.bits or 0), d.spec_label)
+
+
+def check_findings(diffs: list) -> dict[str, list[Finding]]:
+    """Base model -> its four findings (each model's settings against its own dense)."""
+    out = {}
+    for base, ds in _by(diffs, lambda d: d.base_model).items():
+        out[base] = [finding_1(ds), finding_2(ds), finding_3(ds), finding_4(ds)]
+    return out
+
+
+def findings_markdown(results: dict[str, list[Finding]], source: str,
+                      figures: list[tuple[str, str]] = ()) -> str:
+    """``docs/validation.md``: per finding, the claim, the rule, each model's verdict and
+    evidence; ``figures`` are (title, relative path) pairs shown at the end."""
+    models = sorted(results)
+    lines = ["# Validation: the reference study's findings, checked with compsafe", "",
+             f"Generated by `compsafe report --findings` from {source}. Each finding of Xu et "
+             "al. (2024) is tested with the rule stated under it, on paired differences "
+             "against each model's dense baseline (95% paired bootstrap CIs; significance "
+             "after Benjamini–Hochberg). Harm > 0 means worse, whatever the metric's sign "
+             "convention.", "",
+             "| finding | " + " | ".join(models) + " |",
+             "|---|" + "---|" * len(models)]
+    for i in range(4):
+        claim = results[models[0]][i].claim
+        lines.append(f"| {i + 1}. {claim} | "
+                     + " | ".join(results[m][i].verdict for m in models) + " |")
+    for i in range(4):
+        f0 = results[models[0]][i]
+        lines += ["", f"## {i + 1}. {f0.claim}", "", f"Rule: {f0.rule}.", ""]
+        for m in models:
+            f = results[m][i]
+            lines += [f"### {m}: {f.verdict}", ""]
+            lines += [f"- {e}" for e in f.evidence] + [""]
+    if figures:
+        lines += ["## Figures", ""]
+        lines += [f"![{title}]({path})" for title, path in figures]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_findings(store, md_path, fdr: float = 0.05, n_boot: int = 1000, seed: int = 0):
+    """Write ``md_path`` (e.g. ``docs/validation.md``) and, beside it in ``<stem>/``, the
+    headline figures (PNG/SVG, drawn by the report's own code) and ``paired.csv``."""
+    from pathlib import Path
+
+    from compsafe.report.exports import write_paired
+    from compsafe.report.figures import make_figures
+    from compsafe.report.load import load_tidy, resolve_store
+    from compsafe.report.paired import paired_diffs
+
+    store_path = resolve_store(store)
+    md_path = Path(md_path)
+    folder = md_path.parent / md_path.stem
+    diffs = paired_diffs(store_path, fdr=fdr, n_boot=n_boot, seed=seed)
+    results = check_findings(diffs)
+    if not results:
+        from compsafe.errors import CompsafeError
+
+        raise CompsafeError(f"{store_path}: no compressed run pairs with a dense run; "
+                            "nothing to check")
+    keep = {(d.task, d.subset, d.metric) for dim in HEADLINE for d in headline(diffs, dim)}
+    rows = [r for r in load_tidy(store_path) if (r["task"], r["subset"], r["metric"]) in keep]
+    chosen = [d for d in diffs if (d.task, d.subset, d.metric) in keep]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_paired(chosen, folder)
+    figs = make_figures(rows, chosen, folder, fdr=fdr)
+    shown = [(f.title, f"{folder.name}/{f.png}") for f in figs.figures
+             if f.kind != "group_heatmap"]
+    md_path.write_text(findings_markdown(results, f"`{store_path.name}` ({len(diffs)} paired "
+                                         "comparisons)", shown), encoding="utf-8")
+    return md_path
