@@ -153,24 +153,31 @@ def test_expansion_is_deterministic_across_processes():
     # a change to one task's options changes exactly that task's cells
     changed = [c.key for c in all_cells(expand(load_config(CONFIGS / "paper.yaml",
                                                            ["tasks.0.limit=3"])))]
-    assert sum(a != b for a, b in zip(keys, changed, strict=True)) == len(keys) // 12
+    n_tasks = len(load_config(CONFIGS / "paper.yaml").tasks)
+    assert sum(a != b for a, b in zip(keys, changed, strict=True)) == len(keys) // n_tasks
 
 
 def test_paper_grid():
     config = load_config(CONFIGS / "paper.yaml")
     groups = expand(config)
     # 4 models x (dense + 4 pruning methods x (6 unstructured ratios + 2:4 + 4:8)
-    # + GPTQ 4-bit + AWQ 4-bit + LLM.int8) x 12 tasks
+    # + GPTQ 4-bit + AWQ 4-bit + LLM.int8) x 14 task entries (one per prompt set and scorer)
     assert len(config.models) == 4 and len(config.specs) == 1 + 4 * 8 + 3 == 36
-    assert len(config.tasks) == 12
-    assert len(all_cells(groups)) == 4 * 36 * 12 == 1728
+    assert len(config.tasks) == 14
+    assert len(all_cells(groups)) == 4 * 36 * 14
     assert sum(g.compressed for g in groups) == 4 * 35  # compressions to build
     assert [g.spec.method for g in groups].count("dense") == 4  # the baseline once per model
     labels = {s.label() for s in config.specs}
     assert {"wanda-60", "gblm-10", "sparsegpt-2:4", "magnitude-4:8", "gptq-w4g128",
             "awq-w4g128", "llm_int8"} <= labels
-    rtp = next(t for t in config.tasks if t.task == "rtp")
-    assert rtp.options.samples == 25
+    # the study's decoding and prompt count on every prompt set (docs/protocol.md)
+    gen = [t for t in config.tasks if t.task in ("rtp", "bold", "toxigen", "advpromptset",
+                                                 "holisticbias", "regard")]
+    assert len(gen) == 8
+    for t in gen:
+        o = t.options
+        assert (o.greedy, o.max_new_tokens, o.samples, o.limit) == (True, 100, 1, 10000), t.name
+    assert next(t for t in config.tasks if t.task == "unqover").options.limit == 10000
 
 
 def test_quick_grid():
