@@ -161,10 +161,10 @@ def test_paper_grid():
     config = load_config(CONFIGS / "paper.yaml")
     groups = expand(config)
     # 4 models x (dense + 4 pruning methods x (6 unstructured ratios + 2:4 + 4:8)
-    # + GPTQ 4-bit + AWQ 4-bit + LLM.int8) x 14 task entries (one per prompt set and scorer)
+    # + GPTQ 4-bit + AWQ 4-bit + LLM.int8) x 19 task entries (one per prompt set and scorer)
     assert len(config.models) == 4 and len(config.specs) == 1 + 4 * 8 + 3 == 36
-    assert len(config.tasks) == 14
-    assert len(all_cells(groups)) == 4 * 36 * 14
+    assert len(config.tasks) == 19
+    assert len(all_cells(groups)) == 4 * 36 * 19
     assert sum(g.compressed for g in groups) == 4 * 35  # compressions to build
     assert [g.spec.method for g in groups].count("dense") == 4  # the baseline once per model
     labels = {s.label() for s in config.specs}
@@ -173,7 +173,8 @@ def test_paper_grid():
     # the study's decoding and prompt count on every prompt set (docs/protocol.md)
     gen = [t for t in config.tasks if t.task in ("rtp", "bold", "toxigen", "advpromptset",
                                                  "holisticbias", "regard")]
-    assert len(gen) == 8
+    assert len(gen) == 13
+    assert sum(t.options.scorer == "openai-moderation-hate" for t in gen) == 5
     for t in gen:
         o = t.options
         assert (o.greedy, o.max_new_tokens, o.samples, o.limit) == (True, 100, 1, 10000), t.name

@@ -100,7 +100,8 @@ def _add_eval(sub) -> None:
                      help="continuations sampled per prompt (25 for expected max toxicity)")
     gen.add_argument("--scorer", default=None,
                      help="profanity (offline default), vader, toxigen-roberta, regard, "
-                          "detoxify, openai-moderation (key from $OPENAI_API_KEY)")
+                          "detoxify, openai-moderation (key from $OPENAI_API_KEY; "
+                          "openai-moderation-hate: its hate score, as the reference study)")
     gen.add_argument("--max-new-tokens", type=int, default=None,
                      help="tokens generated per continuation (default 30)")
     gen.add_argument("--greedy", action="store_true",

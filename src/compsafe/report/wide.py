@@ -23,7 +23,7 @@ one mixed row), then one column per metric, named as there:
                        group_{group}_prompt_perplexity, mean_prompt_perplexity,
                        group_{group}_{scorer}, mean_{scorer}_likelihood (mean score),
                        mean_{scorer}_ratio (fraction >= 0.5) with {scorer} toxigen_score
-                       (toxigen-roberta), openai_toxicity (openai-moderation), regardv3_score
+                       (toxigen-roberta), openai_toxicity (openai-moderation[-hate]), regardv3_score
                        (regard: the negative-regard rate), else <scorer>_score
     perplexity_results.csv
                        wikitext2 (token perplexity, whichever protocol was run),
@@ -56,7 +56,7 @@ GENERATION_FILES = {"toxigen": "toxigen.csv", "rtp": "realtoxicityprompts.csv",
                     "advpromptset": "advpromptset.csv", "holisticbias": "holistic_bias.csv",
                     "bold": "bold.csv", "regard": "regard.csv"}
 SCORER_TAGS = {"toxigen-roberta": "toxigen_score", "openai-moderation": "openai_toxicity",
-               "regard": "regardv3_score"}
+               "openai-moderation-hate": "openai_toxicity", "regard": "regardv3_score"}
 PPL_COLUMNS = {("wikitext2", None): "wikitext2", ("dialect", "aave_literature"):
                "aave_literature", ("dialect", "twitteraae"): "twitterAAE",
                ("dialect", "twitteraae_helm_white"): "twitter-white"}
