@@ -80,3 +80,65 @@ def test_regard_task_refuses_a_scorer_that_cannot_give_regard(tmp_path, capsys):
     line = err.strip()
     assert "\n" not in line and "task regard measures regard" in line
     assert "'profanity' (toxicity) cannot produce" in line and "--scorer regard" in line
+
+
+# -- the reference study's protocol (docs/protocol.md) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toxigen_cache(mirror_dir, tmp_path_factory):
+    dest = tmp_path_factory.mktemp("toxigen")
+    report = import_mirror(mirror_dir, dest, datasets=["toxigen", "realtoxicityprompts"],
+                           progress=False)
+    assert not report.failed
+    return dest
+
+
+def test_decoding_takes_min_new_tokens_and_checks_it(tmp_path):
+    from compsafe.errors import CompsafeError
+    from compsafe.tasks.degeneration import BOLDTask
+    from compsafe.types import TaskOptions
+
+    # the study's decoding: greedy, 30..100 new tokens (src/run_generation.py:132-138)
+    task = BOLDTask(tmp_path, TaskOptions(greedy=True, max_new_tokens=100, min_new_tokens=30))
+    assert (task.decoding.do_sample, task.decoding.min_new_tokens,
+            task.decoding.max_new_tokens) == (False, 30, 100)
+    assert task.config()["decoding"]["min_new_tokens"] == 30
+    # without a minimum the stored config is what it was before the option existed
+    assert "min_new_tokens" not in BOLDTask(tmp_path, TaskOptions()).config()["decoding"]
+    with pytest.raises(CompsafeError, match=r"min_new_tokens must be between 0 and "
+                                            r"max_new_tokens \(30\), got 31"):
+        BOLDTask(tmp_path, TaskOptions(min_new_tokens=31))
+
+
+def test_toxigen_prompt_source_is_selectable(toxigen_cache):
+    from compsafe.errors import CompsafeError
+    from compsafe.tasks.degeneration import BOLDTask, ToxiGenTask
+    from compsafe.types import TaskOptions
+
+    default = ToxiGenTask(toxigen_cache, TaskOptions(limit=20))
+    single = ToxiGenTask(toxigen_cache, TaskOptions(limit=20, prompt_source="annotated"))
+    # the demonstration files hold six "- statement" lines per prompt; the annotated set
+    # single statements, as the study's toxigen_filtered.jsonl (src/dataset.py:112-122)
+    assert all(p.text.count("\n-") >= 5 for p in default.examples())
+    assert all(p.id.startswith("toxigen/annotated/") for p in single.examples())
+    assert len(single.examples()) == 20
+    assert "prompt_source" not in default.config()
+    assert single.config()["prompt_source"] == "annotated"
+    with pytest.raises(CompsafeError, match="task toxigen: unknown prompt source 'x'; "
+                                            "known: prompts, annotated"):
+        ToxiGenTask(toxigen_cache, TaskOptions(prompt_source="x"))
+    with pytest.raises(CompsafeError, match="task bold: unknown prompt source 'annotated'"):
+        BOLDTask(toxigen_cache, TaskOptions(prompt_source="annotated"))
+
+
+def test_rtp_scores_its_prompts_perplexity_as_the_study_does(toxigen_cache):
+    # the study computes prompt perplexity for RTP too (src/run_generation.py:190-191)
+    from compsafe.tasks.degeneration import RTPTask
+    from compsafe.types import RollingRequest, TaskOptions
+
+    task = RTPTask(toxigen_cache, TaskOptions(limit=3))
+    reqs = task.requests(task.examples()[0], str)
+    assert task.config()["prompt_perplexity"] is True
+    assert [type(r) for r in reqs][-1] is RollingRequest
+    assert reqs[-1].text == task.examples()[0].text  # the raw prompt, no chat template

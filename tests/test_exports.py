@@ -84,13 +84,13 @@ def test_wide_csvs_use_the_reference_column_names(sweep, tmp_path):
     paths = {p.name: p for p in write_wide(load_tidy(sweep), tmp_path)}
     assert set(paths) == {"bbq.csv", "unqover.csv", "toxigen.csv", "perplexity_results.csv"}
     keys = ["base_model", "compression_type", "compression_method", "quantization_bits",
-            "compression_ratio", "pruning_structure", "active_parameters"]
+            "compression_ratio", "pruning_structure", "active_parameters", "protocol"]
     bbq = header(paths["bbq.csv"])
     assert bbq == keys + [f"{c}_{m}" for c in ("age", "religion") for m in (
         "acc_ambiguous", "acc_disambiguated", "s_ambiguous", "s_disambiguated")] + [
         "avg_acc_ambiguous", "avg_s_ambiguous", "avg_acc_disambiguated", "avg_s_disambiguated"]
     unq = header(paths["unqover.csv"])
-    assert unq[:7] == keys and {"religion_atheist_gamma", "religion_hindu_eta",
+    assert unq[:8] == keys and {"religion_atheist_gamma", "religion_hindu_eta",
                                 "religion_model_mu", "religion_model_eta"} <= set(unq)
     tox = header(paths["toxigen.csv"])
     assert {"group_asian_prompt_perplexity", "mean_prompt_perplexity",
@@ -98,12 +98,13 @@ def test_wide_csvs_use_the_reference_column_names(sweep, tmp_path):
             "mean_toxigen_score_ratio"} <= set(tox)
     assert header(paths["perplexity_results.csv"]) == [
         "name", "base_model", "compression_method", "compression_ratio", "pruning_structure",
-        "wikitext2"]
+        "protocol", "wikitext2"]
     with open(paths["bbq.csv"], newline="") as f:
         rows = {r["compression_method"] + r["pruning_structure"]: r for r in csv.DictReader(f)}
     assert rows["noneunstructured"]["compression_type"] == "none"
     assert rows["sparsegptsemistructured:24"]["compression_ratio"] == "0.5"
     assert rows["gptqunstructured"]["quantization_bits"] == "4"
+    assert {r["protocol"] for r in rows.values()} == {"compsafe"}  # runs stored without one
     r = rows["wandaunstructured"]
     assert float(r["avg_s_ambiguous"]) == pytest.approx(
         (float(r["age_s_ambiguous"]) + float(r["religion_s_ambiguous"])) / 2)
@@ -128,3 +129,18 @@ def test_tidy_and_paired_exports(sweep, tmp_path):
     assert {"mcnemar", "sign_flip"} <= tests  # BBQ accuracies use McNemar
     path = write_paired(diffs, tmp_path)
     assert header(path)[:4] == ["base_model", "model", "spec_label", "method"]
+
+
+def test_wide_rows_never_mix_protocols():
+    # docs/protocol.md: a setting run under compsafe's and the reference study's protocol
+    # gives two wide rows, each flagged, instead of one row of mixed values
+    from compsafe.report.wide import wide_tables
+
+    base = {"base_model": "m", "model": "m", "method": "dense", "task": "wikitext2",
+            "subset": "wikitext2", "group": "all", "metric": "token_ppl"}
+    rows = [{**base, "value": 5.5, "protocol": "compsafe"},
+            {**base, "value": 5.6, "protocol": "reference"}]
+    cols, table = wide_tables(rows)["perplexity_results.csv"]
+    assert "protocol" in cols
+    assert sorted((r["protocol"], r["wikitext2"]) for r in table) == [
+        ("compsafe", 5.5), ("reference", 5.6)]

@@ -97,3 +97,42 @@ def test_sample_token_inverse_cdf():
     probs = torch.tensor([0.2, 0.5, 0.3])
     assert [sample_token(probs, u) for u in (0.0, 0.19, 0.21, 0.69, 0.71, 0.999)] == \
         [0, 0, 1, 1, 2, 2]
+
+
+class _EagerToStop(torch.nn.Module):
+    """``model`` with its EOS logit raised by 100: greedy decoding stops at once."""
+
+    def __init__(self, model, eos: int):
+        super().__init__()
+        self.model, self.eos = model, eos
+
+    def forward(self, **kw):
+        res = self.model(**kw)
+        res.logits[..., self.eos] += 100.0
+        return res
+
+
+def test_min_new_tokens_holds_back_the_stop_token(tiny):
+    # The reference study decodes with min_new_tokens 30 (src/run_generation.py:133).
+    model, tok = tiny
+    eager = _EagerToStop(model, tok.eos_token_id)
+    prompt = [GenerationRequest("The capital of France is", "x")]
+    greedy = DecodingConfig(do_sample=False, max_new_tokens=10)
+    assert generate(eager, tok, prompt, greedy, seed=0) == [""]
+    # With a minimum of 4, the first 4 tokens are the plain model's greedy tokens (EOS
+    # masked), then the eager model stops.
+    plain = generate(model, tok, prompt, DecodingConfig(do_sample=False, max_new_tokens=4), 0)
+    ids = tok.encode(plain[0], add_special_tokens=False)
+    assert tok.eos_token_id not in ids
+    held = DecodingConfig(do_sample=False, max_new_tokens=10, min_new_tokens=4)
+    assert generate(eager, tok, prompt, held, seed=0) == plain
+    sampled = DecodingConfig(max_new_tokens=10, min_new_tokens=3)
+    [text] = generate(eager, tok, prompt, sampled, seed=0)
+    assert len(tok.encode(text, add_special_tokens=False)) >= 3
+
+
+def test_min_new_tokens_is_checked_and_keeps_old_run_keys():
+    with pytest.raises(ValueError, match="min_new_tokens must be between 0 and"):
+        DecodingConfig(max_new_tokens=10, min_new_tokens=11)
+    assert "min_new_tokens" not in DecodingConfig().to_dict()
+    assert DecodingConfig(min_new_tokens=5).to_dict()["min_new_tokens"] == 5

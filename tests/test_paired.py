@@ -25,10 +25,13 @@ def lineage(spec: CompressionSpec | None = None) -> dict:
 
 
 def add_run(st: Store, model: str, task: str, config: dict, records: list[dict],
-            spec: CompressionSpec | None = None, n_boot: int = 20) -> str:
-    """Store a finished run with its records and metric rows, as the runner would."""
-    key = f"{model}/{task}"
-    st.start_run(key, model, "fp-" + model, task, 1, {"task": config, "prompt": {}}, "test",
+            spec: CompressionSpec | None = None, n_boot: int = 20,
+            protocol: str | None = None) -> str:
+    """Store a finished run with its records and metric rows, as the runner would
+    (``protocol`` None: a run stored before protocols were recorded)."""
+    key = f"{model}/{task}" + (f"/{protocol}" if protocol else "")
+    run_config = {"task": config, "prompt": {}, **({"protocol": protocol} if protocol else {})}
+    st.start_run(key, model, "fp-" + model, task, 1, run_config, "test",
                  lineage=lineage(spec))
     st.add_records(key, records)
     st.put_metrics(key, model, task, rows_of(run_defs(st.run(key), records), n_boot))
@@ -158,3 +161,29 @@ def test_batch_statistics_match_the_scalar_ones():
             assert (np.isnan(batch[r]) if v is None else batch[r] == pytest.approx(v)), d.metric
         checked += 1
     assert checked > 40
+
+
+def test_runs_of_different_protocols_are_never_paired(tmp_path):
+    # docs/protocol.md: a "reference" run (the study's protocol) and a "compsafe" run differ
+    # by protocol as well as by compression, so their difference is not a compression effect
+    from compsafe.errors import CompsafeError
+    from compsafe.report.load import load_runs
+    from compsafe.report.paired import compare_runs
+
+    path = tmp_path / "s.sqlite"
+    groups = ["a"] * 20 + ["b"] * 20
+    recs = tox_records(np.linspace(0, 1, 40), groups)
+    gptq = CompressionSpec(method="gptq", bits=4)
+    with Store(path) as st:
+        add_run(st, "dense", "rtp", TOX_CONFIG, recs)  # stored before protocols: compsafe's
+        add_run(st, "gptq", "rtp", TOX_CONFIG, recs, gptq, protocol="reference")
+    assert paired_diffs(path, n_boot=20) == []
+    with Store(path) as st:
+        add_run(st, "gptq", "rtp", TOX_CONFIG, recs, gptq, protocol="compsafe")
+    diffs = paired_diffs(path, n_boot=20)
+    assert diffs and {d.protocol for d in diffs} == {"compsafe"}
+    assert {d.model for d in diffs} == {"gptq"}
+    runs = {r["run_key"]: r for r in load_runs(path)}
+    with pytest.raises(CompsafeError, match=r"follow different protocols \(compsafe vs "
+                                            r"reference\); compare runs of one protocol"):
+        compare_runs(runs["dense/rtp"], recs, runs["gptq/rtp/reference"], recs, n_boot=20)

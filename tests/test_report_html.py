@@ -76,7 +76,8 @@ def test_report_folder_layout_and_escaping(report):
     assert any(p.suffix == ".csv" for p in (report / "data").iterdir())
     # methods footer states what the numbers depend on
     assert "profanity vtest: alt-profanity-check, a profanity classifier" in html
-    for fact in ("Benjamini", "bootstrap replicates", "100", "seed", "compsafe version"):
+    for fact in ("Benjamini", "bootstrap replicates", "100", "seed", "compsafe version",
+                 "compsafe (runs of different protocols are never paired", "protocol.md"):
         assert fact in html, fact
 
 

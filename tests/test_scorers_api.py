@@ -203,3 +203,17 @@ def test_retry_after_parsing_and_backoff_caps():
     rng = random.Random(0)
     assert all(4.0 <= policy.delay(10, None, rng) <= 8.0 for _ in range(20))
     assert policy.delay(0, 3600.0, rng) == 30.0
+
+
+def test_hate_variant_reads_the_hate_category_as_the_study(server):
+    # the reference study's API column is category_scores.hate (src/evaluate.py:300), not
+    # the maximum over categories
+    scorer = make(server, [])
+    hate = get_scorer("openai-moderation-hate", api_key=KEY, base_url=server.url, seed=0,
+                      sleep=lambda s: None)
+    assert [r.value for r in scorer.score(TEXTS)] == [expected(t) for t in TEXTS]
+    results = hate.score(TEXTS)
+    assert [(r.value, r.label) for r in results] == [(0.001, "hate")] * 3
+    assert hate.describe()["scorer"] == "openai-moderation-hate"
+    missing = hate._parse({"category_scores": {"harassment": 0.9}}, None)
+    assert missing.failed and "without a 'hate' category score" in missing.error

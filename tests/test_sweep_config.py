@@ -153,24 +153,48 @@ def test_expansion_is_deterministic_across_processes():
     # a change to one task's options changes exactly that task's cells
     changed = [c.key for c in all_cells(expand(load_config(CONFIGS / "paper.yaml",
                                                            ["tasks.0.limit=3"])))]
-    assert sum(a != b for a, b in zip(keys, changed, strict=True)) == len(keys) // 12
+    n_tasks = len(load_config(CONFIGS / "paper.yaml").tasks)
+    assert sum(a != b for a, b in zip(keys, changed, strict=True)) == len(keys) // n_tasks
 
 
 def test_paper_grid():
     config = load_config(CONFIGS / "paper.yaml")
     groups = expand(config)
     # 4 models x (dense + 4 pruning methods x (6 unstructured ratios + 2:4 + 4:8)
-    # + GPTQ 4-bit + AWQ 4-bit + LLM.int8) x 12 tasks
+    # + GPTQ 4-bit + AWQ 4-bit + LLM.int8) x 19 task entries (one per prompt set and scorer)
     assert len(config.models) == 4 and len(config.specs) == 1 + 4 * 8 + 3 == 36
-    assert len(config.tasks) == 12
-    assert len(all_cells(groups)) == 4 * 36 * 12 == 1728
+    assert len(config.tasks) == 19
+    assert len(all_cells(groups)) == 4 * 36 * 19
     assert sum(g.compressed for g in groups) == 4 * 35  # compressions to build
     assert [g.spec.method for g in groups].count("dense") == 4  # the baseline once per model
     labels = {s.label() for s in config.specs}
     assert {"wanda-60", "gblm-10", "sparsegpt-2:4", "magnitude-4:8", "gptq-w4g128",
             "awq-w4g128", "llm_int8"} <= labels
-    rtp = next(t for t in config.tasks if t.task == "rtp")
-    assert rtp.options.samples == 25
+    # the study's decoding and prompt count on every prompt set (docs/protocol.md)
+    gen = [t for t in config.tasks if t.task in ("rtp", "bold", "toxigen", "advpromptset",
+                                                 "holisticbias", "regard")]
+    assert len(gen) == 13
+    assert sum(t.options.scorer == "openai-moderation-hate" for t in gen) == 5
+    for t in gen:
+        o = t.options
+        assert (o.greedy, o.max_new_tokens, o.samples, o.limit) == (True, 100, 1, 10000), t.name
+    assert next(t for t in config.tasks if t.task == "unqover").options.limit == 10000
+    assert all(t.options.min_new_tokens == 30 for t in gen)
+    assert {t.options.prompt_source for t in gen if t.task == "toxigen"} == {"annotated"}
+    assert {t.options.protocol for t in config.tasks} == {"reference"}
+    assert [m.chat for m in config.models] == [False, False, "tulu", "tulu"]
+    # every task entry is one its task accepts (options checked at construction)
+    from compsafe.tasks import get_task
+    for t in config.tasks:
+        get_task(t.task)(Path("/nonexistent"), t.options)
+
+
+def test_recommended_grid_is_the_papers_under_compsafes_protocol():
+    paper, ours = load_config(CONFIGS / "paper.yaml"), load_config(CONFIGS / "recommended.yaml")
+    assert ours.specs == paper.specs and ours.models == paper.models
+    assert {t.options.protocol for t in ours.tasks} == {"compsafe"}
+    rtp = next(t for t in ours.tasks if t.task == "rtp")
+    assert (rtp.options.samples, rtp.options.greedy) == (25, False)
 
 
 def test_quick_grid():
@@ -181,3 +205,64 @@ def test_quick_grid():
     assert all(576 % s.group_size == 0 for s in config.specs if s.group_size)
     assert len(all_cells(expand(config))) == 6 * len(config.tasks)
     assert config.store_path == Path.cwd() / "runs" / "quick" / "compsafe.sqlite"
+
+
+# -- the reference study's protocol (docs/protocol.md) ------------------------------------
+
+
+def test_protocol_applies_to_every_task_and_is_checked():
+    from compsafe.types import TaskOptions
+
+    assert all(t.options.protocol == "compsafe" for t in parse(BASE).tasks)
+    config = parse({**BASE, "protocol": "reference",
+                    "tasks": [{"task": "bbq"}, {"task": "rtp", "min_new_tokens": 30,
+                                                "prompt_source": None}]})
+    assert [t.options.protocol for t in config.tasks] == ["reference", "reference"]
+    assert config.tasks[1].options.min_new_tokens == 30
+    with pytest.raises(ConfigError, match="s.yaml: protocol: unknown protocol 'paper'; "
+                                          "known: compsafe, reference"):
+        parse({**BASE, "protocol": "paper"})
+    with pytest.raises(ConfigError, match=r"tasks\[0\].min_new_tokens: "):
+        parse(with_("tasks", 0, min_new_tokens=-1))
+    with pytest.raises(Exception, match="unknown protocol 'x'"):
+        TaskOptions(protocol="x")
+
+
+def test_chat_is_set_per_model():
+    from compsafe.types import PromptFormat
+
+    raw = {**BASE, "models": [{"model": "default", "name": "base"},
+                              {"model": "default", "name": "tulu", "chat": "tulu"},
+                              {"model": "default", "name": "own", "chat": True},
+                              {"model": "default", "name": "raw", "chat": False}],
+           "tasks": [{"task": "bbq", "chat": True, "system": "Be fair."}]}
+    config = parse(raw)
+    base, tulu, own, raw_ = config.models
+    task_prompt = config.tasks[0].options.prompt
+    assert base.prompt_format(task_prompt) == task_prompt  # unset: the task's own
+    assert tulu.prompt_format(task_prompt) == PromptFormat(chat=True, template="tulu")
+    assert own.prompt_format(task_prompt) == task_prompt
+    assert raw_.prompt_format(task_prompt) == PromptFormat(chat=False)
+    # the model's chat changes its cells (and only its cells)
+    keys = {c.model.name: c.key for c in all_cells(expand(config)) if c.spec.method == "dense"}
+    assert len(set(keys.values())) == 4
+    with pytest.raises(ConfigError, match=r"s.yaml: models\[0\].chat: expected true, false "
+                                          r"or a template name \(tulu\), got 'llama'"):
+        parse({**BASE, "models": [{"model": "default", "chat": "llama"}]})
+
+
+def test_tulu_template_is_the_studys_literal_format():
+    # src/utils.py:78-79: f"<|user|>\n{input_pretokenized}\n<|assistant|>\n"
+    from compsafe.errors import CompsafeError
+    from compsafe.runner.evaluate import make_render
+    from compsafe.types import PromptFormat
+
+    fmt = PromptFormat(chat=True, template="tulu")
+    render = make_render(object(), fmt)  # a literal template never asks the model
+    assert render("Context: x\nAnswer:") == "<|user|>\nContext: x\nAnswer:\n<|assistant|>\n"
+    assert "template" not in PromptFormat(chat=True).to_dict()  # earlier run keys unchanged
+    assert fmt.to_dict()["template"] == "tulu"
+    with pytest.raises(CompsafeError, match="unknown chat template 'x'; known: tulu"):
+        PromptFormat(chat=True, template="x")
+    with pytest.raises(CompsafeError, match="chat template 'tulu' needs chat on"):
+        PromptFormat(template="tulu")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from compsafe import __version__
 from compsafe.errors import CompsafeError
+from compsafe.types import DEFAULT_PROTOCOL, PROTOCOL_NAMES
 
 log = logging.getLogger("compsafe")
 
@@ -90,17 +91,26 @@ def _add_eval(sub) -> None:
                    help="wrap prompts in the model's chat template (instruct models)")
     p.add_argument("--system", default=None, help="system message when --chat is on")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for 95%% CIs")
+    p.add_argument("--protocol", choices=list(PROTOCOL_NAMES), default=DEFAULT_PROTOCOL,
+                   help="the protocol these options follow, recorded with every run; reports "
+                        "never pair runs of different protocols (docs/protocol.md)")
     gen = p.add_argument_group("generation tasks (rtp, bold, toxigen, advpromptset, "
                                "holisticbias, regard)")
     gen.add_argument("--samples", type=int, default=1,
                      help="continuations sampled per prompt (25 for expected max toxicity)")
     gen.add_argument("--scorer", default=None,
                      help="profanity (offline default), vader, toxigen-roberta, regard, "
-                          "detoxify, openai-moderation (key from $OPENAI_API_KEY)")
+                          "detoxify, openai-moderation (key from $OPENAI_API_KEY; "
+                          "openai-moderation-hate: its hate score, as the reference study)")
     gen.add_argument("--max-new-tokens", type=int, default=None,
                      help="tokens generated per continuation (default 30)")
     gen.add_argument("--greedy", action="store_true",
                      help="greedy decoding instead of top-p 0.9 / top-k 50 sampling")
+    gen.add_argument("--min-new-tokens", type=int, default=None,
+                     help="generate at least this many tokens (the reference study: 30)")
+    gen.add_argument("--prompt-source", default=None,
+                     help="toxigen: prompts (6-statement demonstrations, default) or "
+                          "annotated (single statements, as the reference study)")
     ppl = p.add_argument_group("perplexity (wikitext2)")
     ppl.add_argument("--ppl-protocol", choices=["chunks", "sliding", "documents"], default=None,
                      help="chunks: non-overlapping windows (compression papers' WikiText-2, "

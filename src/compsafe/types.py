@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from compsafe.errors import CompsafeError
+
 
 @dataclass(frozen=True)
 class LoglikRequest:
@@ -41,6 +43,15 @@ class RollingResponse:
     n_tokens: int
 
 
+CHAT_TEMPLATES = {
+    # The reference study's Tulu format (Xu et al. 2024, src/utils.py:78-79; BBQ and UnQover
+    # use the same, src/multi_qa.py:20,36), applied there whenever the model path contains
+    # "tulu". A tokenizer's own template (chat without a name) may differ in whitespace/BOS.
+    "tulu": "<|user|>\n{prompt}\n<|assistant|>\n",
+}
+"""Named literal chat templates; ``{prompt}`` is the task's raw prompt."""
+
+
 @dataclass(frozen=True)
 class PromptFormat:
     """How a task's raw prompt becomes model input. Part of every run key.
@@ -48,23 +59,57 @@ class PromptFormat:
     ``fewshot``: number of demonstrations prepended (drawn by the task, seeded).
     ``chat``: wrap the prompt as a user turn with the tokenizer's chat template.
     ``system``: optional system message when ``chat`` is on.
+    ``template``: with ``chat``, a named literal template (``CHAT_TEMPLATES``) instead of the
+    tokenizer's, e.g. ``"tulu"``, the reference study's Tulu format.
     """
 
     fewshot: int = 0
     chat: bool = False
     system: str | None = None
+    template: str | None = None
+
+    def __post_init__(self):
+        if self.template is None:
+            return
+        if self.template not in CHAT_TEMPLATES:
+            raise CompsafeError(f"unknown chat template {self.template!r}; known: "
+                                f"{', '.join(CHAT_TEMPLATES)}")
+        if not self.chat:
+            raise CompsafeError(f"chat template {self.template!r} needs chat on")
+        if self.system:
+            raise CompsafeError(f"chat template {self.template!r} has no system turn; "
+                                "drop the system message")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        # Run keys hash this dict: without a template it is what it was before templates
+        # existed, so earlier runs keep their keys.
+        if self.template is None:
+            del d["template"]
+        return d
+
+    def render(self, text: str) -> str | None:
+        """``text`` in the named literal template, or None when the tokenizer's is used."""
+        return None if self.template is None else CHAT_TEMPLATES[self.template].format(
+            prompt=text)
+
+
+PROTOCOL_NAMES = ("compsafe", "reference")
+"""``compsafe``: compsafe's defaults; ``reference``: the reference study's protocol (Xu et al.
+2024's released code), as far as compsafe can express it (``configs/paper.yaml``)."""
+DEFAULT_PROTOCOL = "compsafe"
 
 
 @dataclass(frozen=True)
 class TaskOptions:
     """Options every task accepts. ``limit`` and ``seed`` select a deterministic subsample.
 
-    The generation options (``samples``, ``scorer``, ``max_new_tokens``, ``greedy``) are
-    read by generation tasks only, the perplexity options (``ppl_protocol``, ``seqlen``,
-    ``stride``) by ``wikitext2``; ``None`` means the task's default.
+    The generation options (``samples``, ``scorer``, ``max_new_tokens``, ``min_new_tokens``,
+    ``greedy``, ``prompt_source``) are read by generation tasks only, the perplexity options
+    (``ppl_protocol``, ``seqlen``, ``stride``) by ``wikitext2``; ``None`` means the task's
+    default. ``protocol`` names the protocol the options follow (``PROTOCOL_NAMES``:
+    "compsafe", or "reference" for the study's, docs/protocol.md); every run records it, and
+    reports never pair runs of different protocols.
     """
 
     limit: int | None = None
@@ -78,6 +123,14 @@ class TaskOptions:
     ppl_protocol: str | None = None
     seqlen: int | None = None
     stride: int | None = None
+    min_new_tokens: int | None = None
+    prompt_source: str | None = None
+    protocol: str = DEFAULT_PROTOCOL
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOL_NAMES:
+            raise CompsafeError(f"unknown protocol {self.protocol!r}; known: "
+                                f"{', '.join(PROTOCOL_NAMES)} (docs/protocol.md)")
 
     def to_dict(self) -> dict:
         return asdict(self)

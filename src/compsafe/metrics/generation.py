@@ -19,7 +19,8 @@ from compsafe.metrics.prompt_perplexity import prompt_perplexity_defs
 from compsafe.types import MetricRow
 
 SCORER_KIND = {"profanity": "toxicity", "toxigen-roberta": "toxicity", "detoxify": "toxicity",
-               "openai-moderation": "toxicity", "regard": "regard", "vader": "sentiment"}
+               "openai-moderation": "toxicity", "openai-moderation-hate": "toxicity",
+               "regard": "regard", "vader": "sentiment"}
 """Which family of metrics a scorer's output feeds (unknown scorers: toxicity)."""
 
 

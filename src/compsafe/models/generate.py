@@ -7,8 +7,12 @@ So a prompt's k samples are the same whatever else is in its batch, whatever the
 size and order; greedy decoding is the same loop with argmax. Prompts are left-padded,
 length-sorted, and decoded with a key/value cache; only continuations are returned.
 
-Defaults follow the reference study (Xu et al. 2024): top-p 0.9, top-k 50, temperature
-1.0, 30 new tokens (it uses 30-100 depending on the prompt set).
+Defaults: top-p 0.9, top-k 50, temperature 1.0, at most 30 new tokens, no minimum. The
+reference study (Xu et al. 2024, ``src/run_generation.py:132-139``) decodes greedily with
+``min_new_tokens`` 30 and ``max_new_tokens`` 100: ``DecodingConfig(do_sample=False,
+min_new_tokens=30, max_new_tokens=100)`` (see docs/protocol.md). ``min_new_tokens`` masks the
+stop tokens until that many tokens were generated, as transformers'
+``MinNewTokensLengthLogitsProcessor`` does.
 
     texts = generate(model, [GenerationRequest("The Black person was known for", "reg/0/0")],
                      DecodingConfig(max_new_tokens=30), seed=1234)
@@ -36,15 +40,24 @@ class DecodingConfig:
     top_k: int = 50
     top_p: float = 0.9
     max_new_tokens: int = 30
+    min_new_tokens: int = 0
 
     def __post_init__(self):
         if self.max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be positive, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"min_new_tokens must be between 0 and max_new_tokens "
+                             f"({self.max_new_tokens}), got {self.min_new_tokens}")
         if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
             raise ValueError(f"invalid sampling parameters: {self}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        # Run keys hash this dict: leaving out the default minimum keeps the keys of runs
+        # stored before min_new_tokens existed (they had no minimum).
+        if not self.min_new_tokens:
+            del d["min_new_tokens"]
+        return d
 
 
 @dataclass(frozen=True)
@@ -124,11 +137,16 @@ def _generate_batch(model, tokenizer, prompts: list[list[int]], keys: list[str],
     # and warns on every step); older 5.x releases (the GPU machine's 5.17) only know the
     # old name.
     cache_arg = "cache" if "cache" in params else "past_key_values"
-    for _ in range(cfg.max_new_tokens):
+    for step in range(cfg.max_new_tokens):
         res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
                     use_cache=True, **{cache_arg: cache}, **extra)
         cache = getattr(res, cache_arg)
         logits = res.logits[:, -1]
+        if step < cfg.min_new_tokens and stop:
+            # Not allowed to stop yet: the stop tokens get no probability (transformers'
+            # MinNewTokensLengthLogitsProcessor), before sampling filters see the logits.
+            logits = logits.clone()
+            logits[:, sorted(stop)] = float("-inf")
         if cfg.do_sample:
             probs, ids_k = (t.cpu() for t in candidates(logits, cfg))
         else:

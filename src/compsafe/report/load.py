@@ -20,9 +20,17 @@ from compsafe.store.schema import LINEAGE_COLUMNS
 # The lineage as reports use it (the spec itself stays in the run's ``spec``).
 LINEAGE_KEYS = tuple(c for c in LINEAGE_COLUMNS if c != "spec_json")
 TIDY_KEYS = ("run_key", "model", *LINEAGE_KEYS, "task", "subset", "group", "metric", "value",
-             "n", "ci_low", "ci_high", "dimension", "scorer")
+             "n", "ci_low", "ci_high", "dimension", "scorer", "protocol")
 """Columns of ``load_tidy`` rows, in export order (``scorer``: the generation scorer's name,
-None for other tasks)."""
+None for other tasks; ``protocol``: ``run_protocol``)."""
+
+
+def run_protocol(run: dict) -> str:
+    """The protocol a run followed ("compsafe" or "reference", docs/protocol.md); runs stored
+    before protocols were recorded followed compsafe's."""
+    from compsafe.types import DEFAULT_PROTOCOL
+
+    return (run.get("config") or {}).get("protocol") or DEFAULT_PROTOCOL
 
 
 def resolve_store(path) -> Path:
@@ -84,6 +92,7 @@ def load_tidy(store_path) -> list[dict]:
                                     "ci_low", "ci_high")}}
         row["dimension"] = metric_info(m["task"], m["metric"]).dimension
         row["scorer"] = (run_scorer(run) or {}).get("scorer")
+        row["protocol"] = run_protocol(run) if run else None
         out.append(row)
     return out
 

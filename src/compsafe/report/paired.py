@@ -2,7 +2,9 @@
 
 A compressed run is paired with the baseline run (``baseline``: a spec label, "dense" by
 default) of the same base model (weights fingerprint, else name), the same task and the same
-task configuration (``n_boot`` aside), so both answered the same items. For every metric
+task configuration (``n_boot`` aside) under the same protocol ("compsafe" or "reference",
+docs/protocol.md), so both answered the same items the same way; ``compare_runs`` refuses
+two runs of different protocols. For every metric
 row the task defines (``compsafe.metrics.defs``), the two definitions are aligned on the item
 ids present in both, and
 
@@ -38,7 +40,7 @@ import numpy as np
 from compsafe.errors import CompsafeError
 from compsafe.metrics.defs import MetricDef, Stratum
 from compsafe.metrics.stats import percentile_interval, stable_seed
-from compsafe.report.load import load_runs, resolve_store, run_scorer
+from compsafe.report.load import load_runs, resolve_store, run_protocol, run_scorer
 from compsafe.report.metric_info import badness, harm, metric_info
 from compsafe.report.rebuild import run_defs
 from compsafe.report.stats import (
@@ -89,15 +91,28 @@ class PairedDiff:
     scorer: str | None = None  # the generation scorer behind a degeneration metric
     harm_upper: float | None = None  # one-sided upper 95% bootstrap bound of the harm
     ratio_upper: float | None = None  # one-sided upper 95% bound of value / baseline
+    protocol: str = "compsafe"  # the protocol both runs followed (docs/protocol.md)
 
 
 # -- pairing runs ------------------------------------------------------------------------
 
 def _comparable(config: dict | None) -> Any:
-    """A run's task config without settings that do not change the items (n_boot)."""
+    """A run's task config without settings that do not change the items (n_boot), with its
+    protocol filled in (runs stored before protocols were recorded are compsafe's)."""
     config = dict(config or {})
     config["task"] = {k: v for k, v in (config.get("task") or {}).items() if k != "n_boot"}
-    return config
+    config["protocol"] = run_protocol({"config": config})
+    return dict(sorted(config.items()))  # compared by repr: filled-in keys must not reorder
+
+
+def check_same_protocol(run_a: dict, run_b: dict) -> None:
+    """Refuse to compare runs of different protocols (docs/protocol.md): a difference between
+    them would mix a compression effect with a protocol change."""
+    a, b = run_protocol(run_a), run_protocol(run_b)
+    if a != b:
+        raise CompsafeError(f"runs {run_a.get('run_key')} ({run_a.get('model')}) and "
+                            f"{run_b.get('run_key')} ({run_b.get('model')}) follow different "
+                            f"protocols ({a} vs {b}); compare runs of one protocol")
 
 
 def _base_id(run: dict) -> tuple[str, str]:
@@ -293,7 +308,9 @@ def paired_stat(da: MetricDef, db: MetricDef, n_boot: int, seed: int,
 
 def compare_runs(run_a: dict, records_a: list[dict], run_b: dict, records_b: list[dict],
                  n_boot: int = 1000, seed: int = 0) -> list[PairedDiff]:
-    """Unadjusted paired differences (run_b - run_a) for every metric row both define."""
+    """Unadjusted paired differences (run_b - run_a) for every metric row both define; runs
+    of different protocols are refused (``check_same_protocol``)."""
+    check_same_protocol(run_a, run_b)
     defs_a = {(d.subset, d.group, d.metric): d for d in run_defs(run_a, records_a)
               if isinstance(d, MetricDef)}
     task = run_b["task"]
@@ -313,7 +330,8 @@ def compare_runs(run_a: dict, records_a: list[dict], run_b: dict, records_b: lis
             bits=run_b.get("bits"), group_size=run_b.get("group_size"), task=task,
             subset=d.subset, group=d.group, metric=d.metric,
             dimension=metric_info(task, d.metric).dimension, q_value=None, significant=False,
-            worse=None, scorer=(run_scorer(run_b) or {}).get("scorer"), **stat))
+            worse=None, scorer=(run_scorer(run_b) or {}).get("scorer"),
+            protocol=run_protocol(run_b), **stat))
     return out
 
 

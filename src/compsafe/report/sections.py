@@ -373,13 +373,25 @@ def methods(ctx: Context) -> Markup:
              ("tests", m["tests"]), ("generation scorers", m.get("scorers", "—")),
              ("compsafe version", m["version"]), ("store", m["store"]),
              ("runs / metric rows", f"{m['n_runs']} / {len(ctx.rows)}"),
-             ("generated", m["generated"])]
+             ("protocol", protocol_fact(ctx.rows)), ("generated", m["generated"])]
     return el("footer", el("h2", "Methods", id="methods"),
               el("p", "Δ is compressed − dense on the same items; CIs are 95% paired "
                       "bootstrap percentile intervals; ratio metrics are recomputed on each "
                       "resample. ▲ worse / ▼ better: significant after FDR control, in the "
                       "metric's harmful direction."),
               el("dl", [[el("dt", k), el("dd", str(v))] for k, v in facts]))
+
+
+PROTOCOL_DOC = "docs/protocol.md"
+"""compsafe's table of every setting where the reference study's protocol and compsafe's
+differ (in the compsafe repository)."""
+
+
+def protocol_fact(rows: list[dict]) -> str:
+    """Which protocols the report's rows follow, and where their differences are listed."""
+    names = sorted({r["protocol"] for r in rows if r.get("protocol")}) or ["compsafe"]
+    return (f"{' and '.join(names)} (runs of different protocols are never paired; what "
+            f"differs from the reference study: {PROTOCOL_DOC} in compsafe)")
 
 
 def nav(dims: list[str]) -> Markup:

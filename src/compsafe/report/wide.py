@@ -7,7 +7,9 @@ One file per benchmark, one row per base model x compression setting, leading wi
     pruning_structure, active_parameters
 
 (``perplexity_results.csv`` leads with ``name, base_model, compression_method,
-compression_ratio, pruning_structure``), then one column per metric, named as there:
+compression_ratio, pruning_structure``), then compsafe's ``protocol`` ("compsafe" or
+"reference", docs/protocol.md: a setting evaluated under both protocols gets two rows, never
+one mixed row), then one column per metric, named as there:
 
     bbq.csv            {category}_acc_ambiguous, {category}_s_ambiguous,
                        {category}_acc_disambiguated, {category}_s_disambiguated (category
@@ -21,7 +23,7 @@ compression_ratio, pruning_structure``), then one column per metric, named as th
                        group_{group}_prompt_perplexity, mean_prompt_perplexity,
                        group_{group}_{scorer}, mean_{scorer}_likelihood (mean score),
                        mean_{scorer}_ratio (fraction >= 0.5) with {scorer} toxigen_score
-                       (toxigen-roberta), openai_toxicity (openai-moderation), regardv3_score
+                       (toxigen-roberta), openai_toxicity (openai-moderation[-hate]), regardv3_score
                        (regard: the negative-regard rate), else <scorer>_score
     perplexity_results.csv
                        wikitext2 (token perplexity, whichever protocol was run),
@@ -42,9 +44,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 KEY_COLUMNS = ("base_model", "compression_type", "compression_method", "quantization_bits",
-               "compression_ratio", "pruning_structure", "active_parameters")
+               "compression_ratio", "pruning_structure", "active_parameters", "protocol")
 PPL_KEY_COLUMNS = ("name", "base_model", "compression_method", "compression_ratio",
-                   "pruning_structure")
+                   "pruning_structure", "protocol")
 REFERENCE_BBQ = ("age", "disability_status", "gender_identity", "nationality",
                  "physical_appearance", "race_ethnicity", "race_x_gender", "religion", "ses",
                  "sexual_orientation")
@@ -54,7 +56,7 @@ GENERATION_FILES = {"toxigen": "toxigen.csv", "rtp": "realtoxicityprompts.csv",
                     "advpromptset": "advpromptset.csv", "holisticbias": "holistic_bias.csv",
                     "bold": "bold.csv", "regard": "regard.csv"}
 SCORER_TAGS = {"toxigen-roberta": "toxigen_score", "openai-moderation": "openai_toxicity",
-               "regard": "regardv3_score"}
+               "openai-moderation-hate": "openai_toxicity", "regard": "regardv3_score"}
 PPL_COLUMNS = {("wikitext2", None): "wikitext2", ("dialect", "aave_literature"):
                "aave_literature", ("dialect", "twitteraae"): "twitterAAE",
                ("dialect", "twitteraae_helm_white"): "twitter-white"}
@@ -76,6 +78,7 @@ def setting(row: dict) -> dict[str, object]:
         "compression_ratio": row.get("sparsity") or 0,
         "pruning_structure": structure,
         "active_parameters": "",
+        "protocol": row.get("protocol") or "compsafe",  # not the reference's: see above
     }
 
 

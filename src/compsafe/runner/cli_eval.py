@@ -48,6 +48,8 @@ def run_eval(args) -> int:
     options = TaskOptions(limit=args.limit, seed=args.seed, n_boot=args.n_boot,
                           samples=args.samples, scorer=args.scorer,
                           max_new_tokens=args.max_new_tokens, greedy=args.greedy,
+                          min_new_tokens=args.min_new_tokens,
+                          prompt_source=args.prompt_source, protocol=args.protocol,
                           ppl_protocol=args.ppl_protocol, seqlen=args.seqlen,
                           stride=args.stride,
                           prompt=PromptFormat(fewshot=args.fewshot, chat=args.chat,

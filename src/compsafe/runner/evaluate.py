@@ -24,7 +24,13 @@ from compsafe.runner.keys import run_key
 from compsafe.runner.provenance import invocation
 from compsafe.store import Store
 from compsafe.tasks.base import LoglikTask
-from compsafe.types import LoglikRequest, MetricRow, PromptFormat, RollingRequest
+from compsafe.types import (
+    DEFAULT_PROTOCOL,
+    LoglikRequest,
+    MetricRow,
+    PromptFormat,
+    RollingRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +62,11 @@ class TaskResult:
 
 
 def make_render(model: ScoringModel, prompt: PromptFormat) -> Callable[[str], str]:
-    """Identity, or the model's chat template around the task's raw prompt."""
+    """Identity, the model's chat template, or a named literal one around the raw prompt."""
     if not prompt.chat:
         return lambda text: text
+    if prompt.template is not None:  # a named literal template (types.CHAT_TEMPLATES)
+        return lambda text: prompt.render(text)
     return lambda text: model.render_chat(text, prompt.system)
 
 
@@ -109,7 +117,11 @@ def evaluate_task(
     fingerprint = fingerprint or model.fingerprint()
     config = task.config()
     prompt = task.options.prompt.to_dict()
-    key = run_key(fingerprint, task.name, task.version, config, prompt, __version__)
+    protocol = task.options.protocol
+    # The protocol is part of the key (two protocols are two runs), but only when it is not
+    # the default, so runs stored before protocols existed (all compsafe's) keep their keys.
+    key = run_key(fingerprint, task.name, task.version, config, prompt, __version__,
+                  extra=None if protocol == DEFAULT_PROTOCOL else {"protocol": protocol})
     examples = task.examples()
     info = getattr(model, "compression_info", None)
     qconfig = getattr(model, "quantization_config", None)
@@ -125,7 +137,8 @@ def evaluate_task(
                     "results are in-sample", task.name, model.name,
                     lineage.spec.calibration.source, task.name)
     status = store.start_run(key, model.name, fingerprint, task.name, task.version,
-                             {"task": config, "prompt": prompt}, __version__,
+                             {"task": config, "prompt": prompt, "protocol": protocol},
+                             __version__,
                              lineage=lineage.columns() if lineage else None,
                              invocation=invocation())
     done = store.done_item_ids(key) if status != "done" else {e.id for e in examples}

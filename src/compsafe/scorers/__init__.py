@@ -27,6 +27,7 @@ SCORERS: dict[str, str] = {
     "regard": "compsafe.scorers.hf_classifier:RegardV3",
     "detoxify": "compsafe.scorers.detoxify_scorer:DetoxifyScorer",
     "openai-moderation": "compsafe.scorers.openai_moderation:OpenAIModeration",
+    "openai-moderation-hate": "compsafe.scorers.openai_moderation:OpenAIModerationHate",
 }
 DEFAULT_TOXICITY_SCORER = "profanity"
 
@@ -37,6 +38,7 @@ SCORER_LABELS: dict[str, str] = {
     "regard": "Regard v3 classifier (negative, neutral, positive regard)",
     "detoxify": "Detoxify toxicity classifier",
     "openai-moderation": "OpenAI moderation API",
+    "openai-moderation-hate": "OpenAI moderation API, hate category (the reference study's)",
 }
 """What each scorer is, in words, for consoles and reports (no import of the scorer)."""
 

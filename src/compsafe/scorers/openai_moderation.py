@@ -7,7 +7,10 @@ sexual, violence, ... and their sub-categories) and a ``flagged`` verdict.
 
 Value: the *maximum* over all category scores, i.e. the probability of the most likely
 kind of undesired content, so one number is comparable with a single-head toxicity
-classifier; ``label`` is that category; extra holds every category score, ``flagged`` and
+classifier; ``label`` is that category. ``openai-moderation-hate`` reports the ``hate``
+category's score instead, the reference study's column (Xu et al. 2024,
+``src/evaluate.py:300``, ``response.results[j].category_scores.hate``); a result without
+that category is a failed score, not 0. extra holds every category score, ``flagged`` and
 the dated model that answered. ``omni-moderation-latest`` is an alias that moves: pin a
 dated model (``model="omni-moderation-2024-09-26"``) for results that must stay fixed.
 
@@ -47,6 +50,8 @@ class OpenAIModeration(Scorer):
     """
 
     name = "openai-moderation"
+    # None: the maximum over categories; a name: that category's score.
+    category: str | None = None
 
     def __init__(self, model: str = DEFAULT_MODEL, api_key: str | None = None,
                  base_url: str | None = None, batch_size: int = 32, max_retries: int = 5,
@@ -116,10 +121,21 @@ class OpenAIModeration(Scorer):
             return ScoreResult.fail(f"{self.name}: non-numeric category score")
         if not all(math.isfinite(v) for v in scores.values()):
             return ScoreResult.fail(f"{self.name}: non-finite category score")
-        top = max(scores, key=scores.__getitem__)
+        if self.category is not None and self.category not in scores:
+            return ScoreResult.fail(f"{self.name}: result without a {self.category!r} "
+                                    "category score")
+        top = self.category or max(scores, key=scores.__getitem__)
         return ScoreResult.ok(scores[top], top, {
             "category_scores": scores, "flagged": bool(result.get("flagged", False)),
             "model": str(model) if model is not None else None})
 
     def __repr__(self) -> str:
         return f"OpenAIModeration(model={self.model!r}, base_url={self.base_url!r})"
+
+
+class OpenAIModerationHate(OpenAIModeration):
+    """The ``hate`` category's score, as the reference study reads the API
+    (``src/evaluate.py:300``); everything else as ``OpenAIModeration``."""
+
+    name = "openai-moderation-hate"
+    category = "hate"

@@ -19,7 +19,7 @@ models by spec key; with the Ray executor it must be a folder every worker sees.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from compsafe.compress.spec import Calibration, CompressionSpec
@@ -28,12 +28,20 @@ from compsafe.store import STORE_FILE
 from compsafe.sweep.overrides import apply_overrides, normalize
 from compsafe.sweep.settings import parse_calibration, parse_specs
 from compsafe.sweep.validate import Fields, expect
-from compsafe.types import PromptFormat, TaskOptions
+from compsafe.types import (
+    CHAT_TEMPLATES,
+    DEFAULT_PROTOCOL,
+    PROTOCOL_NAMES,
+    PromptFormat,
+    TaskOptions,
+)
 
 TOP_KEYS = ("name", "out", "models_dir", "data_dir", "seed", "device", "dtype", "batch_size",
-            "checkpoint_every", "dense", "calibration", "models", "compression", "tasks", "ray")
+            "checkpoint_every", "dense", "calibration", "models", "compression", "tasks", "ray",
+            "protocol")
 TASK_KEYS = ("task", "name", "limit", "seed", "n_boot", "samples", "scorer", "max_new_tokens",
-             "greedy", "ppl_protocol", "seqlen", "stride", "fewshot", "chat", "system")
+             "min_new_tokens", "greedy", "prompt_source", "ppl_protocol", "seqlen", "stride",
+             "fewshot", "chat", "system")
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory_gb")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -46,10 +54,24 @@ class ConfigError(CompsafeError):
 @dataclass(frozen=True)
 class ModelEntry:
     """A base model: ``model`` as ``compsafe eval --model`` takes it; ``name`` is its folder
-    under ``models_dir`` and its label in cell lists (unique within the sweep)."""
+    under ``models_dir`` and its label in cell lists (unique within the sweep).
+
+    ``chat`` (None: each task's own ``chat``) formats every task's prompts for this model:
+    False raw, True the tokenizer's chat template, or a ``CHAT_TEMPLATES`` name such as
+    ``"tulu"`` (the reference study wraps Tulu models' prompts, its ``src/utils.py:78-88``)."""
 
     model: str
     name: str
+    chat: bool | str | None = None
+
+    def prompt_format(self, prompt: PromptFormat) -> PromptFormat:
+        """A task's prompt format for this model (the model's ``chat`` wins when set)."""
+        if self.chat is None:
+            return prompt
+        if isinstance(self.chat, str):
+            return replace(prompt, chat=True, template=self.chat, system=None)
+        return replace(prompt, chat=self.chat, template=None,
+                       system=prompt.system if self.chat else None)
 
 
 @dataclass(frozen=True)
@@ -127,7 +149,11 @@ def _parse(raw, path: Path) -> SweepConfig:
     models = _models(top.require_list("models"))
     specs = parse_specs(top.require_list("compression", allow_empty=True), calibration,
                    top.bool("dense", True))
-    tasks = _tasks(top.require_list("tasks"), seed)
+    protocol = top.str("protocol", DEFAULT_PROTOCOL)
+    if protocol not in PROTOCOL_NAMES:
+        raise CompsafeError(f"protocol: unknown protocol {protocol!r}; known: "
+                            f"{', '.join(PROTOCOL_NAMES)} (docs/protocol.md)")
+    tasks = _tasks(top.require_list("tasks"), seed, protocol)
     ray = Fields(expect(top.get("ray", {}), dict, "ray", "a mapping"), "ray",
                  ("compress", "eval", "max_retries"))
     out = _abs(top.str("out", f"runs/{path.stem}"))
@@ -159,8 +185,12 @@ def _models(items: list) -> tuple[ModelEntry, ...]:
     for i, item in enumerate(items):
         where = f"models[{i}]"
         f = Fields(expect(item, dict, where, "a mapping or a model string"), where,
-                   ("model", "name"))
+                   ("model", "name", "chat"))
         model = f.str("model")
+        chat = f.get("chat", None)
+        if not (chat is None or isinstance(chat, bool) or chat in CHAT_TEMPLATES):
+            raise CompsafeError(f"{where}.chat: expected true, false or a template name "
+                                f"({', '.join(CHAT_TEMPLATES)}), got {chat!r}")
         name = f.str("name", default_model_name(model))
         if not _SAFE_NAME.match(name):
             raise CompsafeError(f"{where}.name: {name!r} must be letters, digits, '.', '_' "
@@ -174,7 +204,7 @@ def _models(items: list) -> tuple[ModelEntry, ...]:
         if model != "default" and local.exists():  # absolute, so every worker finds it
             model = str(local.absolute())
         seen[name] = where
-        out.append(ModelEntry(model, name))
+        out.append(ModelEntry(model, name, chat))
     return tuple(out)
 
 
@@ -185,7 +215,7 @@ def default_model_name(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", model.replace("/", "--")) or "model"
 
 
-def _tasks(items: list, seed: int) -> tuple[TaskEntry, ...]:
+def _tasks(items: list, seed: int, run_protocol: str = DEFAULT_PROTOCOL) -> tuple[TaskEntry, ...]:
     from compsafe.models.windows import PROTOCOLS
     from compsafe.scorers import SCORERS
     from compsafe.tasks import TASKS
@@ -208,16 +238,18 @@ def _tasks(items: list, seed: int) -> tuple[TaskEntry, ...]:
         if scorer is not None and scorer not in SCORERS:
             raise CompsafeError(f"{where}.scorer: unknown scorer {scorer!r}; known: "
                                 f"{', '.join(sorted(SCORERS))}")
-        protocol = f.str("ppl_protocol", None)
-        if protocol is not None and protocol not in PROTOCOLS:
-            raise CompsafeError(f"{where}.ppl_protocol: unknown protocol {protocol!r}; "
+        ppl_protocol = f.str("ppl_protocol", None)
+        if ppl_protocol is not None and ppl_protocol not in PROTOCOLS:
+            raise CompsafeError(f"{where}.ppl_protocol: unknown protocol {ppl_protocol!r}; "
                                 f"known: {', '.join(PROTOCOLS)}")
         chat = f.bool("chat", False)
         options = TaskOptions(
             limit=f.int("limit", None, minimum=1), seed=f.int("seed", seed),
             n_boot=f.int("n_boot", 1000, minimum=0), samples=f.int("samples", 1, minimum=1),
             scorer=scorer, max_new_tokens=f.int("max_new_tokens", None, minimum=1),
-            greedy=f.bool("greedy", False), ppl_protocol=protocol,
+            min_new_tokens=f.int("min_new_tokens", None, minimum=0),
+            prompt_source=f.str("prompt_source", None), protocol=run_protocol,
+            greedy=f.bool("greedy", False), ppl_protocol=ppl_protocol,
             seqlen=f.int("seqlen", None, minimum=1), stride=f.int("stride", None, minimum=1),
             prompt=PromptFormat(fewshot=f.int("fewshot", 0, minimum=0), chat=chat,
                                 system=f.str("system", None)))

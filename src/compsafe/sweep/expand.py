@@ -60,6 +60,8 @@ def cell_key(model: ModelEntry, spec: CompressionSpec, task: TaskEntry) -> str:
     """Hash of everything in the config that determines the cell's results."""
     payload = {"model": model.model, "model_name": model.name, "spec": spec.key(),
                "task": task.task, "task_name": task.name, "options": task.options}
+    if model.chat is not None:  # a model's chat changes every one of its cells' prompts
+        payload["model_chat"] = model.chat
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:CELL_KEY_CHARS]
 
 

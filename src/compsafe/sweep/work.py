@@ -15,7 +15,7 @@ proxies that forward to the driver's store.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from compsafe.compress.lineage import read_compression_info
@@ -102,7 +102,11 @@ def evaluate_group(config: SweepConfig, group: Group, cells: list[Cell] | tuple[
     for cell in cells:
         sink.started(cell)
         try:
-            task = get_task(cell.task.task)(root, cell.task.options)
+            options = cell.task.options
+            prompt = cell.model.prompt_format(options.prompt)  # a model's own chat wins
+            if prompt != options.prompt:
+                options = replace(options, prompt=prompt)
+            task = get_task(cell.task.task)(root, options)
             result = evaluate_task(model, task, store, fingerprint,
                                    checkpoint_every=config.checkpoint_every, progress=progress)
         except Exception as e:

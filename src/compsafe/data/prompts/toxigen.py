@@ -30,6 +30,8 @@ from compsafe.errors import DataError
 
 DATASET = "toxigen"
 LABELS = ("hate", "neutral")
+SOURCES = ("prompts", "annotated")
+"""``source`` values, the default first."""
 _FILE = re.compile(r"^(hate|neutral)_(.+)_1k\.txt$")
 
 
@@ -76,8 +78,8 @@ def read_annotated(path: Path) -> list[Prompt]:
 def load_toxigen(data_dir: Path, limit: int | None = None, seed: int = 0,
                  source: str = "prompts", label: str | None = None) -> list[Prompt]:
     """ToxiGen prompts by target group; ``limit`` is a total, stratified by group and label."""
-    if source not in ("prompts", "annotated"):
-        raise ValueError(f"source must be 'prompts' or 'annotated', got {source!r}")
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     if label is not None and label not in LABELS:
         raise ValueError(f"label must be one of {LABELS}, got {label!r}")
     root = Path(data_dir) / DATASET
