@@ -1,8 +1,9 @@
 """The model adapter: the only code in compsafe that runs forward passes.
 
 Loads any Hugging Face causal LM (local directory, hub id, GGUF file, or an embedded
-model's alias: ``default`` for SmolLM2-135M-Instruct, ``gemma3-270m``), picks device and dtype, and serves log-likelihood
-requests through prefix-shared, length-sorted batches (see ``loglik.py``).
+model's alias: ``default`` for SmolLM2-135M-Instruct, ``gemma3-270m``), picks device and
+dtype, and serves log-likelihood requests through prefix-shared, length-sorted batches
+(see ``loglik.py``).
 
     model = HFModel.load("default")
     [resp] = model.loglikelihood([LoglikRequest("Question: 2+2?\\nAnswer:", " 4")])
