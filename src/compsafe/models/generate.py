@@ -120,10 +120,13 @@ def _generate_batch(model, tokenizer, prompts: list[list[int]], keys: list[str],
     step_ids, step_pos = ids, positions
     params = inspect.signature(model.forward).parameters
     extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    # transformers 5.2x renamed ``past_key_values`` to ``cache`` (the old name warns, and
+    # goes in 5.40); older models and versions know only the old one.
+    cache_arg = "cache" if "cache" in params else "past_key_values"
     for _ in range(cfg.max_new_tokens):
         res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                    past_key_values=cache, use_cache=True, **extra)
-        cache = res.past_key_values
+                    use_cache=True, **{cache_arg: cache}, **extra)
+        cache = res[cache_arg] if cache_arg in res else res.past_key_values
         logits = res.logits[:, -1]
         if cfg.do_sample:
             probs, ids_k = (t.cpu() for t in candidates(logits, cfg))
