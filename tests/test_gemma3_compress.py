@@ -1,7 +1,6 @@
 """Every compression method on Gemma 3: per-block calibration arguments, q/k norms, tied
 embeddings, group sizes for its widths, fingerprints and lineage.
 
-
 Gemma 3 alternates sliding-window and global attention, and each kind gets its own mask
 and its own rotary base: calibration must hand every block its own arguments, not block
 0's. Tiny random Gemma 3 (``gemma_fixtures.py``) for the code paths; the group sizes of
