@@ -30,12 +30,17 @@ def tiny_gemma3(vocab_size: int = 101, seed: int = 0, **overrides):
               bos_token_id=min(2, vocab_size - 1), eos_token_id=1)
     kw.update(overrides)
     torch.manual_seed(seed)
-    model = Gemma3ForCausalLM(Gemma3TextConfig(**kw)).eval()
+    return widen(Gemma3ForCausalLM(Gemma3TextConfig(**kw)).eval())
+
+
+def widen(model):
+    """Redraw ``model``'s weights wider (std 0.2; 1-D ones, norms, std 0.3) so attention is
+    far from uniform and a wrong mask shows in the scores."""
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() == 2:
                 p.normal_(0.0, 0.2)
-            else:  # norms: Gemma scales by (1 + w); random w makes the q/k norms matter
+            else:  # Gemma's norms scale by (1 + w): random w makes the q/k norms matter
                 p.normal_(0.0, 0.3)
     return model
 

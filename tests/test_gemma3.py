@@ -16,7 +16,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from gemma_fixtures import require_gemma, tiny_gemma3
+from gemma_fixtures import require_gemma, tiny_gemma3, widen
 from test_models import full_forward_logprob, random_pairs
 
 from compsafe.errors import ModelLoadError
@@ -57,6 +57,25 @@ def test_unwindowed_tree_mask_is_caught_and_falls_back(gemma, monkeypatch, caplo
     assert "plain (no prefix sharing)" in caplog.text
     auto = score_token_pairs(model, pairs, 0, 64)
     assert [r.logprob for r in auto] == pytest.approx([r.logprob for r in plain], abs=1e-5)
+
+
+def test_all_sliding_model_without_layer_types_gets_a_windowed_mask(monkeypatch):
+    """Mistral declares ``sliding_window`` and no layer types: every layer slides."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    model = widen(MistralForCausalLM(MistralConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=101, sliding_window=4,
+        max_position_embeddings=64)).eval())
+    assert loglik.sliding_window(model) == (4, False)
+    pairs = random_pairs(n_contexts=5, seed=8)
+    want = [full_forward_logprob(model, ctx, cont, 64)[0] for ctx, cont in pairs]
+    got = score_token_pairs(model, pairs, 0, 64, share_prefixes=True)
+    assert [r.logprob for r in got] == pytest.approx(want, abs=1e-4)
+    monkeypatch.setattr(loglik, "sliding_window", lambda m: (None, False))
+    unwindowed = score_token_pairs(model, pairs, 0, 64, share_prefixes=True)
+    assert max(abs(r.logprob - w) for r, w in zip(unwindowed, want, strict=True)) > 1e-2
 
 
 def test_mask_mapping_only_for_mixed_layer_types():

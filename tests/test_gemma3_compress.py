@@ -187,6 +187,28 @@ def test_fingerprint_and_lineage_of_a_compressed_gemma(tiny_gemma3_dir, tmp_path
     assert json.loads((out / "compression.json").read_text())["label"] == "wanda-50"
 
 
+def test_cli_compress_then_eval_records_lineage(tiny_gemma3_dir, tmp_path, capsys,
+                                                data_cache, calib_file):  # noqa: F811
+    from compsafe.cli import main
+    from compsafe.store import Store
+
+    out = tmp_path / "gptq-4"
+    rc = main(["-q", "compress", "--model", str(tiny_gemma3_dir), "--method", "gptq",
+               "--bits", "4", "--group-size", "32", "--calibration", str(calib_file),
+               "--nsamples", "4", "--seqlen", "32", "--out", str(out)])
+    assert rc == 0 and "gptq-4" in capsys.readouterr().out
+    for model in (str(tiny_gemma3_dir), str(out)):
+        rc = main(["-q", "eval", "--model", model, "--tasks", "bbq", "--limit", "1",
+                   "--n-boot", "0", "--out", str(tmp_path / "runs"),
+                   "--data-dir", str(data_cache)])
+        assert rc == 0
+    with Store(tmp_path / "runs" / "compsafe.sqlite") as st:
+        dense, quant = sorted(st.runs(), key=lambda r: r["method"] != "dense")
+    assert dense["model_fingerprint"] == quant["base_fingerprint"] != quant["model_fingerprint"]
+    assert (quant["method"], quant["bits"], quant["group_size"]) == ("gptq", 4, 32)
+    assert quant["base_model"] == dense["model"] == "tiny-gemma3"
+
+
 @pytest.mark.full
 @pytest.mark.parametrize(("method", "kw"), [
     ("magnitude", {"sparsity": 0.5}), ("wanda", {"structure": "2:4"}),

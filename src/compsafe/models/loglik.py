@@ -15,8 +15,8 @@ checks this once per model and otherwise falls back to plain, unshared forward p
 (for architectures that ignore custom 4D masks or explicit positions).
 
 Sliding-window attention: transformers applies a custom 4D mask as given, with no window.
-So for models whose ``config.layer_types`` has sliding layers, the tree mask is also
-windowed by position (a token sees keys less than ``sliding_window`` positions back, as
+So for models with sliding layers (``sliding_window``), the tree mask is also windowed by
+position (a token sees keys less than ``sliding_window`` positions back, as
 in the plain pass), and models that mix sliding and global layers (Gemma 2/3) get one
 mask per layer type, ``{"full_attention": ..., "sliding_attention": ...}``, which their
 forward accepts as is. The probe includes a context longer than the window to check it.
@@ -212,10 +212,12 @@ class _PlainScorer:
 
 
 def sliding_window(model) -> tuple[int | None, bool]:
-    """``(window, mixed)``: the sliding window of a model whose ``config.layer_types`` has
-    sliding-attention layers (else None), and whether it also has other layers."""
+    """``(window, mixed)``: the sliding window of a model with sliding-attention layers
+    (else None), and whether it also has other layers. Layers are sliding as
+    ``config.layer_types`` says; without it, all of them when ``config.sliding_window`` is
+    set (Mistral, Phi-3; Qwen2 sets it to None unless it uses it)."""
     config = getattr(model, "config", None)
-    types = set(getattr(config, "layer_types", None) or ())
+    types = set(getattr(config, "layer_types", None) or ()) or {"sliding_attention"}
     window = getattr(config, "sliding_window", None)
     if "sliding_attention" not in types or not window:
         return None, False
