@@ -12,6 +12,7 @@ minutes), the probe, scoring, generation and perplexity of the real model.
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -76,6 +77,12 @@ def test_all_sliding_model_without_layer_types_gets_a_windowed_mask(monkeypatch)
     monkeypatch.setattr(loglik, "sliding_window", lambda m: (None, False))
     unwindowed = score_token_pairs(model, pairs, 0, 64, share_prefixes=True)
     assert max(abs(r.logprob - w) for r, w in zip(unwindowed, want, strict=True)) > 1e-2
+
+
+def test_probe_skips_a_window_the_context_cannot_pass():
+    model = tiny_gemma3(sliding_window=300, max_position_embeddings=256)
+    probe = prefix_sharing_probe(model, 0)
+    assert probe.shared and probe.reason.endswith("(window not probed past)")
 
 
 def test_mask_mapping_only_for_mixed_layer_types():
@@ -198,4 +205,14 @@ def test_embedded_gemma_generates_and_rolls(gemma_model):
     prose = ("The city is known for its university, which was founded in the first years "
              "of the state. Many of its students later became teachers in other cities. ")
     res = corpus_perplexity(gemma_model, prose * 8, protocol="chunks", seqlen=64)
-    assert 1.0 < res["ppl"] < 20.0  # repeated prose: a working LM predicts it well
+    # The same windows through transformers' own loss (64-token chunks, BOS only in the
+    # first, as the compression papers' protocol has it).
+    ids = gemma_model.tokenizer(prose * 8)["input_ids"]
+    losses = []
+    with torch.no_grad():
+        for k in range(len(ids) // 64):
+            chunk = torch.tensor([ids[k * 64:(k + 1) * 64]])
+            losses.append(float(gemma_model.model(chunk, labels=chunk).loss))
+    assert res["n_windows"] == len(losses) >= 3
+    assert res["ppl"] == pytest.approx(math.exp(sum(losses) / len(losses)), rel=1e-4)
+    assert res["ppl"] < 50.0  # a working LM (uniform over 262k entries: 262144)

@@ -236,14 +236,23 @@ class ProbeResult:
 
 _PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LONG_PROBE_MAX = 4096
-"""Windows up to this long get a probe context longer than the window (a few seconds on
-CPU at most); longer windows are not probed past, and are said to be unverified."""
+"""Windows up to this long get a probe context longer than the window (Gemma 3's 512: a
+few seconds on CPU; Mistral's 4096 is meant for a GPU); longer windows are not probed
+past, and the probe's reason says so."""
 
 
-def _probe_pairs(vocab: int, window: int | None) -> list[TokenPair]:
+def _probe_long(model, window: int | None) -> bool:
+    """Whether the probe should pass the window: it is short enough to be cheap, and the
+    model's context can exceed it (else the window never cuts anything)."""
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return (window is not None and window <= _LONG_PROBE_MAX
+            and (not isinstance(context, int) or window + 4 <= context))
+
+
+def _probe_pairs(vocab: int, window: int | None, long: bool) -> list[TokenPair]:
     probe = [((3, 9, 4, 7, 1, 8), [5, 2, 6]), ((3, 9, 4, 7, 1, 8), [6, 1]),
              ((5, 2), [9, 9, 3, 4]), ((5, 2), [7])]
-    if window is not None and window <= _LONG_PROBE_MAX:
+    if long:
         # A context past the window, so its continuation's sliding layers must drop its
         # start. One continuation: siblings are checked above, and every token here costs
         # (Gemma 3: a 516-token context, seconds on a busy 2-core CPU).
@@ -261,7 +270,8 @@ def prefix_sharing_probe(model, pad_id: int) -> ProbeResult:
         result = ProbeResult(False, None, f"{name}.forward takes no position_ids")
     else:
         window, mixed = sliding_window(model)
-        pairs = _probe_pairs(model.get_input_embeddings().num_embeddings, window)
+        long = _probe_long(model, window)
+        pairs = _probe_pairs(model.get_input_embeddings().num_embeddings, window, long)
         groups = group_by_context(pairs, max(64, len(pairs[-1][0]) + 8))
         # The long context in a batch of its own: the short rows are not padded to it.
         batches = [[g for g in groups if len(g.context) < 64],
@@ -278,7 +288,7 @@ def prefix_sharing_probe(model, pad_id: int) -> ProbeResult:
             diff = max(abs(a.logprob - b.logprob) for a, b in zip(tree, plain, strict=True))
             what = ("" if window is None else
                     f", sliding window {window} {'and global ' if mixed else ''}layers"
-                    + ("" if window <= _LONG_PROBE_MAX else " (window not probed past)"))
+                    + ("" if long else " (window not probed past)"))
             result = ProbeResult(diff < 1e-3, diff,
                                  f"{name}: tree vs plain max |diff| {diff:.2e}{what}")
     _PROBES[model] = result
