@@ -153,6 +153,37 @@ def test_chunks_assemble_to_the_published_hash(tmp_path):
     assert not (tmp_path / "bad.gguf").exists()
 
 
+def test_chunked_model_converted_once_and_gguf_dropped(tmp_path, monkeypatch):
+    """The orchestration, on fake chunks: assembled under the cache, hash-checked, handed
+    to the converter once, the temporary GGUF removed; the second call converts nothing."""
+    import hashlib
+
+    from compsafe.models import embedded
+
+    chunks = []
+    for i, data in enumerate((b"GGUF-head", b"-middle-", b"tail")):
+        chunks.append(tmp_path / f"m.gguf.part0{i}")
+        chunks[-1].write_bytes(data)
+    sha = hashlib.sha256(b"GGUF-head-middle-tail").hexdigest()
+    model = embedded.EmbeddedModel("fake", "fake", ("a", "b", "c"), chunked=True, sha256=sha)
+    monkeypatch.setenv("COMPSAFE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(embedded, "gguf_chunks", lambda m: chunks)
+    seen = []
+
+    def fake_convert(gguf, out_dir, note=""):
+        seen.append((gguf.read_bytes(), note))
+        out_dir.mkdir(parents=True)
+        (out_dir / "config.json").write_text("{}")
+        return out_dir
+
+    monkeypatch.setattr(embedded, "convert_gguf", fake_convert)
+    first = embedded._chunked_model_dir(model)
+    assert first == tmp_path / "cache" / "models" / f"m-{sha[:12]}"
+    assert seen == [(b"GGUF-head-middle-tail", seen[0][1])] and sha in seen[0][1]
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no GGUF left behind
+    assert embedded._chunked_model_dir(model) == first and len(seen) == 1
+
+
 def test_missing_chunk_package_names_the_install_command(monkeypatch):
     import importlib.util
 

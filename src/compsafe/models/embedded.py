@@ -118,11 +118,12 @@ def assemble_chunks(chunks: list[Path], out: Path, sha256: str) -> Path:
     return out
 
 
-def convert_gguf(gguf: Path, out_dir: Path) -> Path:
+def convert_gguf(gguf: Path, out_dir: Path, note: str = "") -> Path:
     """Dequantise ``gguf`` into a plain safetensors model directory at ``out_dir``.
 
     Written to a temporary sibling first and renamed, so an interrupted conversion never
-    leaves a half-written model that a later run would trust.
+    leaves a half-written model that a later run would trust. ``note`` is added to the
+    directory's ``SOURCE`` file (where the GGUF came from).
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -149,7 +150,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     try:
         fresh.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "SOURCE").write_text(f"converted from {gguf}\n")
+        (tmp / "SOURCE").write_text(f"converted from {gguf}\n{note}")
         os.replace(tmp, out_dir)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -174,10 +175,9 @@ def _chunked_model_dir(model: EmbeddedModel) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=out_dir.name + ".gguf.", dir=out_dir.parent) as tmp:
         gguf = assemble_chunks(chunks, Path(tmp) / f"{stem}.gguf", model.sha256)
-        convert_gguf(gguf, out_dir)
-    with (out_dir / "SOURCE").open("a") as f:  # the temporary path alone says little
-        f.write(f"assembled from {', '.join(str(c) for c in chunks)}\nsha256 {model.sha256}\n")
-    return out_dir
+        # The temporary GGUF path alone would say little about where the weights came from.
+        note = f"assembled from {', '.join(map(str, chunks))}\nsha256 {model.sha256}\n"
+        return convert_gguf(gguf, out_dir, note)
 
 
 def embedded_model_dir(alias: str = "default") -> Path:
