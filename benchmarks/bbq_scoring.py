@@ -19,6 +19,14 @@ options) from both.
     python benchmarks/bbq_scoring.py --task bbq --items 300 --batch-size 16
     python benchmarks/bbq_scoring.py --task stereoset --items 200
     python benchmarks/bbq_scoring.py --task crows_pairs --items 300
+    python benchmarks/bbq_scoring.py --model gemma3-270m --task bbq --items 300
+
+``--model`` takes any compsafe model spec (``default``, ``gemma3-270m``, a directory, a hub
+id). It prints which scoring path the one-time probe chose (prefix-shared, or plain when
+the tree path does not reproduce plain forwards on the model). With Gemma 3's 262k-entry
+vocabulary the output projection dominates a forward pass, so computing logits only for
+the scored columns (compsafe; lm-eval and the reference loop project every position)
+matters more there than on SmolLM2's 49k.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import torch.nn.functional as F
 
 from compsafe.data.paths import data_dir
 from compsafe.models.hf import HFModel
+from compsafe.models.loglik import prefix_sharing_probe
 from compsafe.tasks import get_task
 from compsafe.tasks.base import limit_per_subset
 from compsafe.types import TaskOptions
@@ -111,7 +120,8 @@ def answers(scores: list[float], items: list[list]) -> list[int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", default="bbq", choices=["bbq", "stereoset", "crows_pairs"])
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--model", default="default",
+                    help="default (SmolLM2-135M-Instruct), gemma3-270m, a directory or hub id")
     ap.add_argument("--items", type=int, default=300, help="real items to score")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=1234)
@@ -124,6 +134,9 @@ def main() -> None:
     n = len(examples)
     print(f"{len(flat)} requests, model {model.name} on {model.device}, "
           f"{torch.get_num_threads()} threads, batch size {args.batch_size}")
+    probe, t_probe = timed(lambda: prefix_sharing_probe(model.model, model.pad_id))
+    print(f"scoring path: {'prefix-shared' if probe.shared else 'plain'} ({probe.reason}; "
+          f"probe {t_probe:.1f} s, once per model)")
 
     model.loglikelihood(flat[:30])  # warm-up: first calls pay one-off allocation costs
     ours, t_ours = timed(lambda: model.loglikelihood(flat))

@@ -4,7 +4,8 @@
 embedded SmolLM2 tokenizer, so CLI and runner tests exercise the real loading, tokenising
 and scoring paths in well under a second per call. The embedded-model fixtures
 (``embedded_model``, ``embedded_tokenizer``, ``embedded_model_and_tokenizer``) live in
-``embedded_fixtures.py`` and are registered here.
+``embedded_fixtures.py``, the Gemma 3 ones (``tiny_gemma3_dir``, ``gemma_model``) in
+``gemma_fixtures.py``; both are registered here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from embedded_fixtures import (  # noqa: F401  (fixtures, registered by importin
     embedded_model_and_tokenizer,
     embedded_tokenizer,
 )
+from gemma_fixtures import gemma_model, tiny_gemma3_dir  # noqa: F401  (fixtures, likewise)
 
 MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

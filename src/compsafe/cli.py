@@ -56,8 +56,8 @@ Calibration (wanda, sparsegpt, gblm, gptq, awq): --nsamples random windows of --
 tokens drawn with --seed from WikiText-2 (the cached test split), C4, or a text file.
 """
 
-MODEL_HELP = ("'default' (embedded SmolLM2-135M-Instruct), a model directory, a .gguf file, "
-              "or a Hugging Face hub id")
+MODEL_HELP = ("'default' (embedded SmolLM2-135M-Instruct), 'gemma3-270m' (embedded Gemma 3 "
+              "270M base), a model directory, a .gguf file, or a Hugging Face hub id")
 
 DATA_EXAMPLES = """\
 examples:

@@ -6,10 +6,14 @@ The procedure of SparseGPT (Frantar & Alistarh 2023), GPTQ (Frantar et al. 2023)
 1. find the decoder blocks generically: the ModuleList with the most parameters whose
    entries all share one class (``model.layers``, ``transformer.h``, ``gpt_neox.layers``,
    ``model.decoder.layers``, ...);
-2. capture what block 0 receives (hidden states plus every keyword argument: attention
-   mask, rotary position embeddings, position ids, ...) with a pre-hook that raises after
-   recording, so the rest of the model never runs; only the modules outside the blocks
-   (embeddings, rotary tables) are on the accelerator for this;
+2. capture what the blocks receive: block 0's hidden states, and every block's own keyword
+   arguments (attention mask, rotary position embeddings, position ids, ...), by running
+   the model once with each block replaced by a stand-in that records its inputs and
+   passes the hidden states on, the last one stopping the forward pass; so no block runs,
+   and only the modules outside the blocks (embeddings, rotary tables) are on the
+   accelerator for this. Per-block arguments matter for models that alternate
+   sliding-window and global attention (Gemma 2/3: each kind has its own mask and its own
+   rotary base);
 3. for each block in order: move it alone to the accelerator, run the calibration inputs
    through the *dense* block with hooks collecting the statistics the method needs,
    compress its linear layers, run the inputs again through the *compressed* block to get
@@ -22,10 +26,7 @@ cast for the forward only (``cast_parameters``; the float32 originals are put ba
 untouched and are what gets compressed), and the activations passed between blocks are in
 that dtype. The statistics are always accumulated in float32 (``stats.py``).
 
-Magnitude and RTN need no data and skip steps 2-3's forward passes. Limitation: every
-block receives block 0's keyword arguments, which is exact for Llama, Mistral, Qwen2,
-GPT-NeoX, OPT and GPT-2, but not for models that alternate sliding-window and full
-attention per layer (Gemma-2/3; a warning says so). Modules whose names
+Magnitude and RTN need no data and skip steps 2-3's forward passes. Modules whose names
 match ``spec.skip`` (``lm_head`` by default) are never touched; neither is any weight
 shared with the input embeddings (a tied ``lm_head``).
 
@@ -55,7 +56,7 @@ SERIAL_METHODS = ("sparsegpt", "gptq", "awq")
 
 
 class _Captured(Exception):
-    """Raised by the block-0 pre-hook to stop the forward pass once inputs are recorded."""
+    """Raised by the last block's stand-in to stop the forward pass once inputs are recorded."""
 
 
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
@@ -104,21 +105,43 @@ def _split_blocks(model: nn.Module, blocks_name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(parent_name) if parent_name else model), attr
 
 
+class _Recorder(nn.Module):
+    """Stands in for a block during capture: records its inputs and returns the hidden
+    states unchanged; the last one stops the forward pass. Attributes the model's loop may
+    read from a block (``attention_type``, ...) are the real block's."""
+
+    def __init__(self, block: nn.Module, sink: list, last: bool):
+        super().__init__()
+        self.__dict__["_block"] = block  # a plain attribute, not a submodule: never moved
+        self.__dict__["_sink"] = sink
+        self.last = last
+
+    def forward(self, hidden, *args, **kwargs):
+        self._sink.append((hidden, tuple(args), dict(kwargs)))
+        if self.last:
+            raise _Captured
+        return hidden
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.__dict__["_block"], name)
+
+
 def capture_inputs(model: nn.Module, blocks_name: str, blocks: nn.ModuleList,
-                   tokens: Tensor, device: torch.device, batch_size: int) -> list[BlockInput]:
-    """Block 0's inputs for each batch of ``tokens`` (n, seqlen), on ``device``."""
+                   tokens: Tensor, device: torch.device, batch_size: int
+                   ) -> list[list[BlockInput]]:
+    """Each block's inputs for each batch of ``tokens`` (n, seqlen), on ``device``:
+    ``captured[block][batch]``. Only block 0 has hidden states (the blocks do not run, so
+    the others' are None); every block's other arguments are its own."""
     parent, attr = _split_blocks(model, blocks_name)
     # Move everything except the blocks: detach the list, move the model, put it back.
     setattr(parent, attr, nn.ModuleList())
     model.to(device)
-    setattr(parent, attr, blocks)
-    captured: list[BlockInput] = []
-
-    def catch(module, args, kwargs):
-        captured.append((args[0], tuple(args[1:]), dict(kwargs)))
-        raise _Captured
-
-    handle = blocks[0].register_forward_pre_hook(catch, with_kwargs=True)
+    sinks: list[list[BlockInput]] = [[] for _ in blocks]
+    setattr(parent, attr, nn.ModuleList(
+        _Recorder(b, sinks[i], i == len(blocks) - 1) for i, b in enumerate(blocks)))
     try:
         with torch.no_grad():
             for batch in tokens.split(batch_size):
@@ -127,11 +150,17 @@ def capture_inputs(model: nn.Module, blocks_name: str, blocks: nn.ModuleList,
                 except _Captured:
                     pass
     finally:
-        handle.remove()
         setattr(parent, attr, nn.ModuleList())
         model.to("cpu")
         setattr(parent, attr, blocks)
-    return captured
+    for sink in sinks[1:]:  # the stand-ins passed block 0's input on: not theirs
+        sink[:] = [(None, a, kw) for _, a, kw in sink]
+    n_batches = len(sinks[0])
+    missing = [i for i, sink in enumerate(sinks) if len(sink) != n_batches]
+    if missing:
+        raise CompsafeError(f"{type(model).__name__}'s forward pass did not call blocks "
+                            f"{missing} of {blocks_name}: cannot calibrate them")
+    return sinks
 
 
 @contextmanager
@@ -174,19 +203,28 @@ def cast_parameters(module: nn.Module, dtype: torch.dtype):
             p.data = data
 
 
+def cast_value(value, dtype: torch.dtype, memo: dict):
+    """``value`` (a tensor, or tuples/lists of them) with floating tensors in ``dtype``;
+    additive masks' large negative values are clamped to the dtype's finite range instead
+    of becoming -inf. ``memo`` (id -> (original, cast)) shares one cast copy between the
+    blocks that received the same tensor."""
+    if isinstance(value, Tensor) and value.is_floating_point() and value.dtype != dtype:
+        if id(value) not in memo:
+            info = torch.finfo(dtype)
+            # The original is kept in the memo so that its id cannot be reused meanwhile.
+            memo[id(value)] = (value, value.clamp(info.min, info.max).to(dtype))
+        return memo[id(value)][1]
+    if isinstance(value, (tuple, list)):
+        return type(value)(cast_value(v, dtype, memo) for v in value)
+    return value
+
+
 def cast_inputs(inputs: list[BlockInput], dtype: torch.dtype) -> list[BlockInput]:
     """Captured block inputs with every floating tensor (hidden states, rotary tables,
-    additive attention masks) in ``dtype``; masks' large negative values are clamped to the
-    dtype's finite range instead of becoming -inf."""
-    def cast(value):
-        if isinstance(value, Tensor) and value.is_floating_point() and value.dtype != dtype:
-            info = torch.finfo(dtype)
-            return value.clamp(info.min, info.max).to(dtype)
-        if isinstance(value, (tuple, list)):
-            return type(value)(cast(v) for v in value)
-        return value
-
-    return [(cast(h), cast(a), {k: cast(v) for k, v in kw.items()}) for h, a, kw in inputs]
+    additive attention masks) in ``dtype`` (see ``cast_value``)."""
+    memo: dict = {}
+    return [(cast_value(h, dtype, memo), cast_value(a, dtype, memo),
+             {k: cast_value(v, dtype, memo) for k, v in kw.items()}) for h, a, kw in inputs]
 
 
 def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor | None,
@@ -204,18 +242,12 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
     device = torch.device(device)
     blocks_name, blocks = find_blocks(model)
     want = needs(spec)
-    layer_types = getattr(getattr(model, "config", None), "layer_types", None) or ()
-    if want and len(set(layer_types)) > 1:
-        # Captured kwargs are block 0's; models that alternate sliding-window and full
-        # attention pass each block its own mask, which this capture does not see.
-        log.warning("%s mixes attention types %s: every block is calibrated with block 0's "
-                    "attention mask", type(model).__name__, sorted(set(layer_types)))
-    inputs = None
+    captured, memo, hiddens = None, {}, []
     if want:
         if tokens is None:
             raise ValueError(f"{spec.method} needs calibration tokens")
-        inputs = capture_inputs(model, blocks_name, blocks, tokens, device, batch_size)
-        inputs = cast_inputs(inputs, forward_dtype)
+        captured = capture_inputs(model, blocks_name, blocks, tokens, device, batch_size)
+        hiddens = [cast_value(h, forward_dtype, {}) for h, _, _ in captured[0]]
     reports: dict[str, dict] = {}
     extras: dict[str, Tensor] = {}
     bar = tqdm(blocks, desc=f"{spec.label()} blocks", disable=not progress, unit="block")
@@ -224,6 +256,12 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
         linears = target_linears(model, blocks_name, block, i, spec)
         stats = None
         if want:
+            # This block's own arguments (mask, rotary tables) with the hidden states that
+            # the compressed blocks before it produced.
+            inputs = [(h, cast_value(a, forward_dtype, memo),
+                       {k: cast_value(v, forward_dtype, memo) for k, v in kw.items()})
+                      for h, (_, a, kw) in zip(hiddens, captured[i], strict=True)]
+            captured[i] = None  # what is left of it is in ``inputs`` now
             with (collect(linears, want, max_tokens=awq_tokens) as stats,
                   cast_parameters(block, forward_dtype)):
                 run_block(block, inputs)
@@ -239,7 +277,6 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
         del stats
         if want and i + 1 < len(blocks):  # the last block's outputs feed nothing we compress
             with cast_parameters(block, forward_dtype):
-                outs = run_block(block, inputs)
-            inputs = [(o, a, k) for o, (_, a, k) in zip(outs, inputs, strict=True)]
+                hiddens = run_block(block, inputs)
         block.to("cpu")
     return reports, extras

@@ -133,14 +133,14 @@ def _generate_batch(model, tokenizer, prompts: list[list[int]], keys: list[str],
     step_ids, step_pos = ids, positions
     params = inspect.signature(model.forward).parameters
     extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-    # transformers >= 5.2x names the KV cache ``cache`` (``past_key_values`` is deprecated
-    # and warns on every step); older 5.x releases (the GPU machine's 5.17) only know the
-    # old name.
+    # transformers 5.2x renamed ``past_key_values`` to ``cache`` (the old name warns on
+    # every step, and goes in 5.40); older releases (the GPU machine's 5.17) and models
+    # know only the old one.
     cache_arg = "cache" if "cache" in params else "past_key_values"
     for step in range(cfg.max_new_tokens):
         res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
                     use_cache=True, **{cache_arg: cache}, **extra)
-        cache = getattr(res, cache_arg)
+        cache = res[cache_arg] if cache_arg in res else res.past_key_values
         logits = res.logits[:, -1]
         if step < cfg.min_new_tokens and stop:
             # Not allowed to stop yet: the stop tokens get no probability (transformers'

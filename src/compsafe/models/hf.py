@@ -1,8 +1,9 @@
 """The model adapter: the only code in compsafe that runs forward passes.
 
-Loads any Hugging Face causal LM (local directory, hub id, GGUF file, or ``default`` for
-the embedded SmolLM2-135M-Instruct), picks device and dtype, and serves log-likelihood
-requests through prefix-shared, length-sorted batches (see ``loglik.py``).
+Loads any Hugging Face causal LM (local directory, hub id, GGUF file, or an embedded
+model's alias: ``default`` for SmolLM2-135M-Instruct, ``gemma3-270m``), picks device and
+dtype, and serves log-likelihood requests through prefix-shared, length-sorted batches
+(see ``loglik.py``).
 
     model = HFModel.load("default")
     [resp] = model.loglikelihood([LoglikRequest("Question: 2+2?\\nAnswer:", " 4")])
@@ -20,7 +21,7 @@ import torch
 from compsafe.compress.lineage import read_compression_info
 from compsafe.errors import ModelLoadError
 from compsafe.models.device import configure_cpu_threads, pick_device, pick_dtype
-from compsafe.models.embedded import DEFAULT_NAME, convert_gguf, embedded_model_dir, gguf_cache_dir
+from compsafe.models.embedded import EMBEDDED, convert_gguf, embedded_model_dir, gguf_cache_dir
 from compsafe.models.fingerprint import checkpoint_fingerprint, fingerprint_tensors
 from compsafe.models.loglik import score_token_pairs
 from compsafe.models.tokenize import encode_pair
@@ -35,11 +36,12 @@ _DEFAULT_MAX_LENGTH = 2048
 def resolve_model_path(spec: str) -> tuple[str, str]:
     """Map a model spec to (what from_pretrained should load, display name).
 
-    ``default`` is the embedded model; an existing ``.gguf`` file is converted once into
-    the cache; an existing directory is used as is; anything else is taken as a hub id.
+    An alias of ``EMBEDDED`` (``default``, ``gemma3-270m``) is that embedded model; an
+    existing ``.gguf`` file is converted once into the cache; an existing directory is
+    used as is; anything else is taken as a hub id.
     """
-    if spec == "default":
-        return str(embedded_model_dir()), DEFAULT_NAME
+    if spec in EMBEDDED:
+        return str(embedded_model_dir(spec)), EMBEDDED[spec].name
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():

@@ -14,12 +14,20 @@ Results equal plain forward passes up to float rounding; ``supports_prefix_shari
 checks this once per model and otherwise falls back to plain, unshared forward passes
 (for architectures that ignore custom 4D masks or explicit positions).
 
+Sliding-window attention: transformers applies a custom 4D mask as given, with no window.
+So for models with sliding layers (``sliding_window``), the tree mask is also windowed by
+position (a token sees keys less than ``sliding_window`` positions back, as
+in the plain pass), and models that mix sliding and global layers (Gemma 2/3) get one
+mask per layer type, ``{"full_attention": ..., "sliding_attention": ...}``, which their
+forward accepts as is. The probe includes a context longer than the window to check it.
+
     responses = score_token_pairs(model, [(ctx_ids, cont_ids), ...], pad_id, max_length)
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +38,7 @@ from tqdm.auto import tqdm
 
 from compsafe.types import LoglikResponse
 
+log = logging.getLogger(__name__)
 TokenPair = tuple[Sequence[int], Sequence[int]]
 ROW_TOKENS = 256
 """A context's continuations start a new row once its packed length would pass this (or
@@ -109,6 +118,23 @@ class _TreeScorer:
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.window, self.mixed = sliding_window(model)
+
+    def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(allowed.shape, dtype=self.dtype)
+        mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
+        return mask[:, None].to(self.device)
+
+    def attention_mask(self, allowed: torch.Tensor, pos: torch.Tensor):
+        """The additive 4D mask(s) for ``allowed`` (rows, q, k): windowed by position on
+        sliding layers, one per layer type when the model mixes them."""
+        if self.window is None:
+            return self._additive(allowed)
+        near = (pos[:, :, None] - pos[:, None, :]) < self.window
+        windowed = self._additive(allowed & near)
+        if not self.mixed:
+            return windowed
+        return {"full_attention": self._additive(allowed), "sliding_attention": windowed}
 
     @torch.inference_mode()
     def __call__(self, batch: list[_ContextGroup], results: list) -> None:
@@ -140,13 +166,12 @@ class _TreeScorer:
                     pos[r, o:o + k] = torch.arange(n, n + k)
                     allowed[r, o:o + k, s:s + n] = True
                     allowed[r, o:o + k, o:o + k] = causal[:k, :k]
-        mask = torch.zeros(allowed.shape, dtype=self.dtype)
-        mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
+        mask = self.attention_mask(allowed, pos)
         lo = min(shift[r] + len(g.context) for r, g in enumerate(batch)) - 1
         keep = torch.arange(lo, width, device=self.device)
         kwargs = {"logits_to_keep": keep} if self.logits_to_keep else {}
         dev = self.device
-        out = self.model(input_ids=ids.to(dev), attention_mask=mask[:, None].to(dev),
+        out = self.model(input_ids=ids.to(dev), attention_mask=mask,
                          position_ids=pos.to(dev), use_cache=False, **kwargs)
         logits = out.logits if self.logits_to_keep else out.logits[:, lo:]
         logp = F.log_softmax(logits.float(), dim=-1)
@@ -165,6 +190,7 @@ class _PlainScorer:
     def __init__(self, model, pad_id: int):
         self.model, self.pad_id = model, pad_id
         self.device = next(model.parameters()).device
+        self.logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     @torch.inference_mode()
     def __call__(self, batch: list[_ContextGroup], results: list) -> None:
@@ -173,42 +199,109 @@ class _PlainScorer:
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         for j, (_, ctx, cont) in enumerate(rows):  # right padding needs no mask: causal
             ids[j, : len(ctx) + len(cont) - 1] = torch.tensor((list(ctx) + cont)[:-1])
-        logp = F.log_softmax(self.model(input_ids=ids.to(self.device)).logits.float(), dim=-1)
+        # Logits only from the first scored column on: with a 262k vocabulary (Gemma 3) the
+        # projection of a long context's unscored columns would dominate.
+        lo = min(len(ctx) - 1 for _, ctx, _ in rows)
+        kwargs = {"logits_to_keep": width - lo} if self.logits_to_keep else {}
+        logits = self.model(input_ids=ids.to(self.device), **kwargs).logits
+        logp = F.log_softmax(logits[:, -(width - lo):].float(), dim=-1)
         for j, (idx, ctx, cont) in enumerate(rows):
-            lp, greedy = _sum_and_greedy(logp[j, len(ctx) - 1 : len(ctx) - 1 + len(cont)], cont)
+            a = len(ctx) - 1 - lo
+            lp, greedy = _sum_and_greedy(logp[j, a : a + len(cont)], cont)
             results[idx] = LoglikResponse(float(lp), greedy, len(cont))
 
 
-_TREE_OK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def sliding_window(model) -> tuple[int | None, bool]:
+    """``(window, mixed)``: the sliding window of a model with sliding-attention layers
+    (else None), and whether it also has other layers. Layers are sliding as
+    ``config.layer_types`` says; without it, all of them when ``config.sliding_window`` is
+    set (Mistral, Phi-3; Qwen2 sets it to None unless it uses it)."""
+    config = getattr(model, "config", None)
+    types = set(getattr(config, "layer_types", None) or ()) or {"sliding_attention"}
+    window = getattr(config, "sliding_window", None)
+    if "sliding_attention" not in types or not window:
+        return None, False
+    return int(window), len(types) > 1
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What ``prefix_sharing_probe`` found: whether the tree path is used, and why."""
+
+    shared: bool
+    max_diff: float | None
+    """Largest |tree - plain| log-likelihood over the probe (None if the tree path failed)."""
+    reason: str
+
+
+_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LONG_PROBE_MAX = 4096
+"""Windows up to this long get a probe context longer than the window (Gemma 3's 512: a
+few seconds on CPU; Mistral's 4096 is meant for a GPU); longer windows are not probed
+past, and the probe's reason says so."""
+
+
+def _probe_long(model, window: int | None) -> bool:
+    """Whether the probe should pass the window: it is short enough to be cheap, and the
+    model's context can exceed it (else the window never cuts anything)."""
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return (window is not None and window <= _LONG_PROBE_MAX
+            and (not isinstance(context, int) or window + 4 <= context))
+
+
+def _probe_pairs(vocab: int, window: int | None, long: bool) -> list[TokenPair]:
+    probe = [((3, 9, 4, 7, 1, 8), [5, 2, 6]), ((3, 9, 4, 7, 1, 8), [6, 1]),
+             ((5, 2), [9, 9, 3, 4]), ((5, 2), [7])]
+    if long:
+        # A context past the window, so its continuation's sliding layers must drop its
+        # start. One continuation: siblings are checked above, and every token here costs
+        # (Gemma 3: a 516-token context, seconds on a busy 2-core CPU).
+        probe.append((tuple((7 * i + 3) for i in range(window + 4)), [4, 8, 2]))
+    return [(tuple(t % vocab for t in c), [t % vocab for t in k]) for c, k in probe]
+
+
+def prefix_sharing_probe(model, pad_id: int) -> ProbeResult:
+    """Score a small probe (unequal contexts, multi-token continuations, and one context
+    longer than a sliding window when the model has one) both ways, once per model."""
+    if model in _PROBES:
+        return _PROBES[model]
+    name = type(model).__name__
+    if "position_ids" not in inspect.signature(model.forward).parameters:
+        result = ProbeResult(False, None, f"{name}.forward takes no position_ids")
+    else:
+        window, mixed = sliding_window(model)
+        long = _probe_long(model, window)
+        pairs = _probe_pairs(model.get_input_embeddings().num_embeddings, window, long)
+        groups = group_by_context(pairs, max(64, len(pairs[-1][0]) + 8))
+        # The long context in a batch of its own: the short rows are not padded to it.
+        batches = [[g for g in groups if len(g.context) < 64],
+                   [g for g in groups if len(g.context) >= 64]]
+        tree, plain = [None] * len(pairs), [None] * len(pairs)
+        try:
+            for batch in filter(None, batches):
+                _TreeScorer(model, pad_id)(batch, tree)
+        except Exception as e:  # an architecture that rejects 4D masks or mask mappings
+            result = ProbeResult(False, None, f"{name} rejects tree masks: {e}")
+        else:
+            for batch in filter(None, batches):
+                _PlainScorer(model, pad_id)(batch, plain)
+            diff = max(abs(a.logprob - b.logprob) for a, b in zip(tree, plain, strict=True))
+            what = ("" if window is None else
+                    f", sliding window {window} {'and global ' if mixed else ''}layers"
+                    + ("" if long else " (window not probed past)"))
+            result = ProbeResult(diff < 1e-3, diff,
+                                 f"{name}: tree vs plain max |diff| {diff:.2e}{what}")
+    _PROBES[model] = result
+    log.info("%s log-likelihood scoring on %s", "prefix-shared" if result.shared
+             else "plain (no prefix sharing)", result.reason)
+    return result
 
 
 def supports_prefix_sharing(model, pad_id: int) -> bool:
-    """Whether the prefix-shared scorer reproduces plain forward passes on this model.
-
-    Checked once per model object on a small probe with unequal context lengths and
-    multi-token continuations; architectures that ignore explicit positions or custom
-    4D attention masks fail it and are scored the plain way.
-    """
-    key = model
-    if key not in _TREE_OK:
-        if "position_ids" not in inspect.signature(model.forward).parameters:
-            _TREE_OK[key] = False
-            return False
-        vocab = model.get_input_embeddings().num_embeddings
-        probe = [((3, 9, 4, 7, 1, 8), [5, 2, 6]), ((3, 9, 4, 7, 1, 8), [6, 1]),
-                 ((5, 2), [9, 9, 3, 4]), ((5, 2), [7])]
-        probe = [(tuple(t % vocab for t in c), [t % vocab for t in k]) for c, k in probe]
-        groups = group_by_context(probe, 64)
-        tree, plain = [None] * 4, [None] * 4
-        try:
-            _TreeScorer(model, pad_id)(groups, tree)
-        except Exception:  # an architecture that rejects 4D masks or cache reuse
-            _TREE_OK[key] = False
-            return False
-        _PlainScorer(model, pad_id)(groups, plain)
-        pairs_ok = (abs(a.logprob - b.logprob) < 1e-3 for a, b in zip(tree, plain, strict=True))
-        _TREE_OK[key] = all(pairs_ok)
-    return _TREE_OK[key]
+    """Whether the prefix-shared scorer reproduces plain forward passes on this model
+    (``prefix_sharing_probe``); architectures that ignore explicit positions or custom
+    4D attention masks fail it and are scored the plain way."""
+    return prefix_sharing_probe(model, pad_id).shared
 
 
 def score_token_pairs(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from compsafe.compress.spec import Calibration, CompressionSpec
 from compsafe.errors import CompsafeError
+from compsafe.models.embedded import EMBEDDED
 from compsafe.store import STORE_FILE
 from compsafe.sweep.overrides import apply_overrides, normalize
 from compsafe.sweep.settings import parse_calibration, parse_specs
@@ -201,7 +202,7 @@ def _models(items: list) -> tuple[ModelEntry, ...]:
         local = Path(model).expanduser()
         if model.startswith((".", "/", "~")) and not local.exists():
             raise CompsafeError(f"{where}.model: model path not found: {model}")
-        if model != "default" and local.exists():  # absolute, so every worker finds it
+        if model not in EMBEDDED and local.exists():  # absolute, so every worker finds it
             model = str(local.absolute())
         seen[name] = where
         out.append(ModelEntry(model, name, chat))
