@@ -97,6 +97,18 @@ def _chunks(items: Sequence, size: int):
         yield items[start : start + size]
 
 
+def task_key(task: LoglikTask, fingerprint: str) -> tuple[str, dict[str, Any]]:
+    """The run key of ``task`` on the model with ``fingerprint``, and the config it hashes.
+
+    The config includes ``examples_sha256``, the content of the loaded examples: task
+    configs name their data (prompt set, limit, seed), and only the content tells two
+    versions of one file apart.
+    """
+    config = {**task.config(), "examples_sha256": task.examples_sha256()}
+    prompt = task.options.prompt.to_dict()
+    return run_key(fingerprint, task.name, task.version, config, prompt, __version__), config
+
+
 def evaluate_task(
     model: ScoringModel,
     task: LoglikTask,
@@ -107,9 +119,8 @@ def evaluate_task(
 ) -> TaskResult:
     """Compute (or resume, or reuse) ``task`` on ``model`` and store records and metrics."""
     fingerprint = fingerprint or model.fingerprint()
-    config = task.config()
+    key, config = task_key(task, fingerprint)
     prompt = task.options.prompt.to_dict()
-    key = run_key(fingerprint, task.name, task.version, config, prompt, __version__)
     examples = task.examples()
     info = getattr(model, "compression_info", None)
     qconfig = getattr(model, "quantization_config", None)

@@ -91,6 +91,15 @@ class LoglikTask(ABC):
     def examples(self) -> Sequence[Example]:
         """The (subsampled) examples, in a deterministic order."""
 
+    def examples_sha256(self) -> str:
+        """Content hash of exactly the examples this task evaluates, for its run key.
+
+        Part of every run key (``runner.evaluate.task_key``), so a changed data file, or a
+        data dir holding other content under the same names, never reuses stored results.
+        """
+        from compsafe.tasks.digest import examples_sha256
+        return examples_sha256(self.examples())
+
     @abstractmethod
     def requests(self, example: Any, render: Render) -> list[Request]:
         """The requests for one example; ``render`` formats the prompt for the model.
