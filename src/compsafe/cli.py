@@ -1,7 +1,9 @@
 """The ``compsafe`` command: ``compress``, ``eval`` and ``data`` (``pull``, ``list``).
 
 User errors (a wrong path, an unknown name, a corrupt data file) print one line naming
-the problem and exit with status 2; nothing already computed is lost.
+the problem and exit with status 2; nothing already computed is lost. An evaluation whose
+failed scores exceed ``--max-failed`` exits with status 3 after storing what it computed:
+its metrics are marked incomplete, and rerunning the command retries the failed scores.
 
     compsafe data pull --from ../shared/data
     compsafe compress --model default --method wanda --sparsity 0.5 --out models/wanda-50
@@ -101,6 +103,10 @@ def _add_eval(sub) -> None:
                      help="tokens generated per continuation (default 30)")
     gen.add_argument("--greedy", action="store_true",
                      help="greedy decoding instead of top-p 0.9 / top-k 50 sampling")
+    gen.add_argument("--max-failed", type=int, default=0,
+                     help="failed scores (scorer or API errors) tolerated before the command "
+                          "exits with status 3 (default 0: any failure); failed scores are "
+                          "retried when the command is run again")
     ppl = p.add_argument_group("perplexity (wikitext2)")
     ppl.add_argument("--ppl-protocol", choices=["chunks", "sliding", "documents"], default=None,
                      help="chunks: non-overlapping windows (compression papers' WikiText-2, "

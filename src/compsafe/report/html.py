@@ -106,6 +106,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 .worse { color: var(--worse); font-weight: 600; }
 .better { color: var(--better); font-weight: 600; }
 .muted, .note { color: var(--muted); }
+.warn { border-left: 4px solid var(--worse); padding: 2px 12px; margin: 8px 0; }
 .nowrap { white-space: nowrap; }
 .note { font-size: 13px; }
 .wrap { overflow-x: auto; }

@@ -20,9 +20,9 @@ from compsafe.store.schema import LINEAGE_COLUMNS
 # The lineage as reports use it (the spec itself stays in the run's ``spec``).
 LINEAGE_KEYS = tuple(c for c in LINEAGE_COLUMNS if c != "spec_json")
 TIDY_KEYS = ("run_key", "model", *LINEAGE_KEYS, "task", "subset", "group", "metric", "value",
-             "n", "ci_low", "ci_high", "dimension", "scorer")
+             "n", "ci_low", "ci_high", "dimension", "scorer", "incomplete")
 """Columns of ``load_tidy`` rows, in export order (``scorer``: the generation scorer's name,
-None for other tasks)."""
+None for other tasks; ``incomplete``: the run left failed scores out of its metrics)."""
 
 
 def resolve_store(path) -> Path:
@@ -84,6 +84,7 @@ def load_tidy(store_path) -> list[dict]:
                                     "ci_low", "ci_high")}}
         row["dimension"] = metric_info(m["task"], m["metric"]).dimension
         row["scorer"] = (run_scorer(run) or {}).get("scorer")
+        row["incomplete"] = bool(run.get("incomplete"))
         out.append(row)
     return out
 

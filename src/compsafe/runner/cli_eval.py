@@ -41,6 +41,8 @@ def run_eval(args) -> int:
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise CompsafeError(f"--{flag} must be positive, got {value}")
+    if args.max_failed < 0:
+        raise CompsafeError(f"--max-failed must be >= 0, got {args.max_failed}")
     if args.samples <= 0:
         raise CompsafeError(f"--samples must be positive, got {args.samples}")
     if args.max_new_tokens is not None and args.max_new_tokens <= 0:
@@ -80,4 +82,24 @@ def run_eval(args) -> int:
     grouped = {t.name for t in tasks if getattr(t, "console_groups", False)}
     print(format_metrics_table(results, all_groups=args.all_groups, group_tasks=grouped))
     print(f"\nwrote {args.out / 'results.json'}, {args.out / 'records.jsonl'}", file=sys.stderr)
+    line = failure_summary(results, args.max_failed)
+    if line:
+        print(line, file=sys.stderr)
+        return EXIT_INCOMPLETE
     return 0
+
+
+EXIT_INCOMPLETE = 3
+"""Exit status of an evaluation whose failed scores exceed ``--max-failed``."""
+
+
+def failure_summary(results, max_failed: int) -> str | None:
+    """One line naming the tasks with failed scores, when there are more than
+    ``max_failed`` in all; None otherwise."""
+    total = sum(r.n_failed for r in results)
+    if total <= max_failed:
+        return None
+    per_task = ", ".join(f"{r.task} {r.n_failed}" for r in results if r.n_failed)
+    return (f"compsafe: incomplete: {total} failed scores ({per_task}) exceed --max-failed "
+            f"{max_failed}; their metrics are marked incomplete; run the same command again "
+            f"to retry only the failed scores")

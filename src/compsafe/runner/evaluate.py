@@ -53,6 +53,8 @@ class TaskResult:
     metrics: list[MetricRow]
     n_computed: int
     n_resumed: int
+    n_failed: int = 0  # failed scores left in the records: the metrics are incomplete
+    n_retried: int = 0  # stored failed scores tried again by this call
 
 
 def make_render(model: ScoringModel, prompt: PromptFormat) -> Callable[[str], str]:
@@ -136,6 +138,7 @@ def evaluate_task(
                              invocation=invocation())
     done = store.done_item_ids(key) if status != "done" else {e.id for e in examples}
     todo = [e for e in examples if e.id not in done]
+    n_retried = retry_failed(task, store, key, examples) if status is not None else 0
     if status == "done":
         log.info("%s: finished run %s found in the store; not recomputed", task.name, key)
     elif done:
@@ -163,7 +166,27 @@ def evaluate_task(
     records = sorted((r for r in store.records(key) if r["id"] in order),
                      key=lambda r: order[r["id"]])
     metrics = task.metrics(records)
+    n_failed = sum(task.n_failed(r) for r in records)
     store.put_metrics(key, model.name, task.name, metrics)
-    store.finish_run(key, len(records))
+    store.finish_run(key, len(records), n_failed)
+    if n_failed:
+        log.warning("%s: %d failed scores in run %s; its metrics are incomplete (rerun to "
+                    "retry them)", task.name, n_failed, key)
     return TaskResult(task.name, key, model.name, config, records, metrics,
-                      n_computed=len(todo), n_resumed=len(examples) - len(todo))
+                      n_computed=len(todo), n_resumed=len(examples) - len(todo),
+                      n_failed=n_failed, n_retried=n_retried)
+
+
+def retry_failed(task: LoglikTask, store: Store, key: str, examples: Sequence) -> int:
+    """Retry the failed parts of the run's stored records (a scorer or API error); returns
+    how many failed parts were tried. Records without failures are not touched, and a
+    retry that fails again stays failed, to be tried by the next rerun."""
+    wanted = {e.id for e in examples}
+    failed = [r for r in store.records(key) if r["id"] in wanted and task.n_failed(r)]
+    if not failed:
+        return 0
+    n = sum(task.n_failed(r) for r in failed)
+    log.info("%s: retrying %d failed scores in %d stored items of run %s",
+             task.name, n, len(failed), key)
+    store.replace_records(key, task.retry(failed))
+    return n

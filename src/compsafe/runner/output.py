@@ -5,7 +5,8 @@ run in it, whichever command (or how many commands at once) wrote them:
 
 ``results.json``: per run, its key, task, model and lineage, status, config, the commands
 that started, resumed or reused it (date, command line, compsafe/torch/transformers
-versions) and its tidy metric rows; ``records.jsonl``: every per-item record, tagged with
+versions), its failed-score count (``incomplete`` when any are left) and its tidy
+metric rows; ``records.jsonl``: every per-item record, tagged with
 task and run key. Writers hold a lock on ``--out`` and replace each file atomically through
 a temporary file of their own, so concurrent commands never lose each other's output.
 """
@@ -66,6 +67,10 @@ def run_entry(store: Store, run: dict) -> dict:
         "status": run["status"],
         "error": run["error"],
         "n_items": run["n_items"],
+        # Failed scores left in the records (scorer/API errors): the metrics leave them
+        # out, so they are incomplete until a rerun retries them. None: not counted.
+        "n_failed": run["n_failed"],
+        "incomplete": run["incomplete"],
         "created_at": run["created_at"],
         "updated_at": run["updated_at"],
         "config": run["config"],

@@ -185,11 +185,11 @@ class Store:
                 "WHERE run_key = ?", (run_key,)).fetchone()
             if row is None:
                 extra = [(lineage or {}).get(col) for col in LINEAGE_COLUMNS]
-                marks = ",".join("?" * (12 + len(LINEAGE_COLUMNS)))
+                marks = ",".join("?" * (13 + len(LINEAGE_COLUMNS)))
                 c.execute(
                     f"INSERT INTO runs ({RUN_COLS}) VALUES ({marks})",
                     (run_key, model, model_fingerprint, task, int(task_version), config_json,
-                     code_version, "running", None, None, now, now, *extra))
+                     code_version, "running", None, None, now, now, *extra, None))
                 self._log_invocation(c, run_key, now, invocation)
                 return None
             status, fp, stored_task, stored_version = row
@@ -222,12 +222,17 @@ class Store:
         return [{"run_key": k, "started_at": t, "command": cmd, "versions": json.loads(v)}
                 for k, t, cmd, v in rows]
 
-    def finish_run(self, run_key: str, n_items: int) -> None:
-        """Mark a run done with its item count (and clear any earlier attempt's error)."""
+    def finish_run(self, run_key: str, n_items: int, n_failed: int = 0) -> None:
+        """Mark a run done with its item count (and clear any earlier attempt's error).
+
+        ``n_failed`` counts the failed scores left in its records: a run with any is done
+        but its metrics are incomplete (``incomplete``), and a rerun retries them.
+        """
         with self._write() as c:
             self._require_run(c, run_key)
-            c.execute("UPDATE runs SET status = 'done', n_items = ?, error = NULL, "
-                      "updated_at = ? WHERE run_key = ?", (int(n_items), _now(), run_key))
+            c.execute("UPDATE runs SET status = 'done', n_items = ?, n_failed = ?, error = NULL,"
+                      " updated_at = ? WHERE run_key = ?",
+                      (int(n_items), int(n_failed), _now(), run_key))
 
     def fail_run(self, run_key: str, error: str) -> None:
         """Mark a run failed; its committed records stay, so a rerun resumes from them."""
@@ -271,6 +276,20 @@ class Store:
             c.executemany(
                 "INSERT OR IGNORE INTO records (run_key, item_id, record_json, created_at) "
                 "VALUES (?, ?, ?, ?)", [(*r, now) for r in rows])
+            return c.total_changes - before
+
+    def replace_records(self, run_key: str, records: Sequence[dict]) -> int:
+        """Overwrite stored records by id (a retry of their failed scores); returns how many.
+
+        Only ids already stored are replaced: a retry never adds items.
+        """
+        rows = [(_dumps(r, f"run {run_key} record {r.get('id')!r}"), _now(), run_key, r["id"])
+                for r in records]
+        with self._write() as c:
+            self._require_run(c, run_key)
+            before = c.total_changes
+            c.executemany("UPDATE records SET record_json = ?, created_at = ? "
+                          "WHERE run_key = ? AND item_id = ?", rows)
             return c.total_changes - before
 
     def done_item_ids(self, run_key: str) -> set[str]:
@@ -335,4 +354,5 @@ def _run_dict(row: tuple) -> dict:
     d["config"] = json.loads(d.pop("config_json"))
     spec_json = d.pop("spec_json")
     d["spec"] = json.loads(spec_json) if spec_json else None
+    d["incomplete"] = bool(d["n_failed"])  # done, but some scores failed: rerun to retry
     return d

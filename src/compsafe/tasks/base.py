@@ -118,6 +118,16 @@ class LoglikTask(ABC):
         batch). Default: unchanged."""
         return records
 
+    def n_failed(self, record: dict[str, Any]) -> int:
+        """How many parts of a stored record failed for a reason that may pass (a scorer or
+        API error), so a rerun should retry them. Default: none can."""
+        return 0
+
+    def retry(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records with their failed parts computed again (only those parts); called by
+        the runner on stored records whose ``n_failed`` is positive. Default: unchanged."""
+        return records
+
     @abstractmethod
     def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
         """The metric rows as definitions (``compsafe.metrics.defs``): item-aligned columns
