@@ -12,6 +12,7 @@ same numbers (bootstrap CIs included) as an uninterrupted one.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from compsafe import __version__
 from compsafe.compress.lineage import Lineage
 from compsafe.runner.keys import run_key
 from compsafe.runner.provenance import invocation
-from compsafe.store import Store
+from compsafe.store import Store, claims
 from compsafe.tasks.base import LoglikTask
 from compsafe.types import LoglikRequest, MetricRow, PromptFormat, RollingRequest
 
@@ -94,9 +95,20 @@ def serve(model: ScoringModel, requests: Sequence) -> list:
     return out
 
 
-def _chunks(items: Sequence, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+CLAIM_TTL_S = claims.DEFAULT_TTL_S
+WAIT_S = 0.5
+"""Seconds between looks at the store while another process computes the last items."""
+
+
+def compute(task: LoglikTask, model: ScoringModel, chunk: Sequence, render) -> list[dict]:
+    """The records of ``chunk``'s examples: their requests served in one batch."""
+    per_example = [task.requests(e, render) for e in chunk]
+    responses = serve(model, [r for reqs in per_example for r in reqs])
+    records, start = [], 0
+    for e, reqs in zip(chunk, per_example, strict=True):
+        records.append(task.record(e, responses[start : start + len(reqs)]))
+        start += len(reqs)
+    return records
 
 
 def task_key(task: LoglikTask, fingerprint: str) -> tuple[str, dict[str, Any]]:
@@ -145,23 +157,42 @@ def evaluate_task(
         log.info("%s: resuming run %s, %d of %d items already done",
                  task.name, key, len(examples) - len(todo), len(examples))
     render = make_render(model, task.options.prompt)
+    owner = claims.owner_id()
+    renew = getattr(store, "renewer", None)  # a proxy (Ray) renews through its own calls
+    renew = renew(owner, CLAIM_TTL_S) if renew else (
+        lambda: store.renew_claims(owner, CLAIM_TTL_S))
+    n_computed = 0
     try:
         with tqdm(total=len(examples), initial=len(examples) - len(todo), unit="item",
-                  desc=task.name, disable=not progress) as bar:
-            for chunk in _chunks(todo, checkpoint_every):
-                per_example = [task.requests(e, render) for e in chunk]
-                flat = [r for reqs in per_example for r in reqs]
-                responses = serve(model, flat)
-                records, start = [], 0
-                for e, reqs in zip(chunk, per_example, strict=True):
-                    records.append(task.record(e, responses[start : start + len(reqs)]))
-                    start += len(reqs)
-                store.add_records(key, task.postprocess(records))
-                bar.update(len(chunk))
+                  desc=task.name, disable=not progress) as bar, \
+                claims.Heartbeat(renew, CLAIM_TTL_S):
+            pending, by_id = todo, {e.id: e for e in todo}
+            while pending:
+                # Claim the next chunk nobody has recorded or is computing: an identical
+                # command running at the same time takes other chunks.
+                ids = store.claim_items(key, [e.id for e in pending], owner, CLAIM_TTL_S,
+                                        checkpoint_every)
+                if ids:
+                    chunk = [by_id[i] for i in ids]
+                    store.add_records(key, task.postprocess(compute(task, model, chunk,
+                                                                    render)))
+                    store.release_claims(owner)
+                    n_computed += len(chunk)
+                else:  # the rest is claimed by another live process: wait for its records
+                    time.sleep(WAIT_S)
+                recorded = store.done_item_ids(key)
+                pending = [e for e in pending if e.id not in recorded]
+                bar.update(len(examples) - len(pending) - bar.n)
     except BaseException as e:
         # Keep what is stored; mark the run so `status` shows it as unfinished.
         store.fail_run(key, f"{type(e).__name__}: {e}")
         raise
+    finally:
+        if todo:
+            try:
+                store.release_claims(owner)
+            except Exception:  # unreleased claims expire, or die with this process
+                log.debug("could not release claims of %s", owner, exc_info=True)
     order = {e.id: i for i, e in enumerate(examples)}
     records = sorted((r for r in store.records(key) if r["id"] in order),
                      key=lambda r: order[r["id"]])
@@ -173,7 +204,7 @@ def evaluate_task(
         log.warning("%s: %d failed scores in run %s; its metrics are incomplete (rerun to "
                     "retry them)", task.name, n_failed, key)
     return TaskResult(task.name, key, model.name, config, records, metrics,
-                      n_computed=len(todo), n_resumed=len(examples) - len(todo),
+                      n_computed=n_computed, n_resumed=len(examples) - len(todo),
                       n_failed=n_failed, n_retried=n_retried)
 
 

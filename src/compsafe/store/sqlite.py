@@ -22,12 +22,15 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from compsafe.store import claims
 from compsafe.store.schema import (
     LINEAGE_COLUMNS,
     METRIC_COLS,
@@ -291,6 +294,38 @@ class Store:
             c.executemany("UPDATE records SET record_json = ?, created_at = ? "
                           "WHERE run_key = ? AND item_id = ?", rows)
             return c.total_changes - before
+
+    # -- claims (store/claims.py) ------------------------------------------------------
+
+    def claim_items(self, run_key: str, item_ids: Sequence[str], owner: str, ttl_s: float,
+                    limit: int) -> list[str]:
+        """Claim up to ``limit`` of ``item_ids`` that no one has recorded or is computing."""
+        with self._write() as c:
+            self._require_run(c, run_key)
+            return claims.claim_items(c, run_key, item_ids, owner, ttl_s, limit)
+
+    def renew_claims(self, owner: str, ttl_s: float) -> None:
+        """Extend ``owner``'s claims by ``ttl_s`` from now (the heartbeat, over a proxy)."""
+        with self._write() as c:
+            c.execute("UPDATE claims SET expires_at = ? WHERE owner = ?",
+                      (time.time() + ttl_s, owner))
+
+    def release_claims(self, owner: str) -> None:
+        """Drop every claim of ``owner`` (its chunk is stored, or it is giving up)."""
+        with self._write() as c:
+            c.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+
+    def renewer(self, owner: str, ttl_s: float):
+        """A function renewing ``owner``'s claims, for ``claims.Heartbeat``'s thread: it uses
+        a connection of its own (a SQLite connection belongs to the thread that opened it)."""
+        path, local = str(self.path), threading.local()
+
+        def renew() -> None:
+            if not hasattr(local, "conn"):
+                local.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            local.conn.execute("UPDATE claims SET expires_at = ? WHERE owner = ?",
+                               (time.time() + ttl_s, owner))
+        return renew
 
     def done_item_ids(self, run_key: str) -> set[str]:
         """Ids of the items already recorded for this run (what a resume can skip)."""
