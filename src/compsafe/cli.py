@@ -130,6 +130,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=128,
                    help="items per stored chunk; an interruption loses at most one chunk")
     p.add_argument("--all-groups", action="store_true", help="print per-group rows too")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a model that ships its own Python code (config auto_map) to "
+                        "run it; without this flag such a model is refused, never prompted for")
     p.set_defaults(func=_run_eval)
 
 
@@ -145,6 +148,9 @@ def _add_compress(sub) -> None:
                         "or dense")
     p.add_argument("--out", type=Path, required=True, help="output model directory (new)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a model that ships its own Python code (config auto_map) to "
+                        "run it; without this flag such a model is refused, never prompted for")
     g = p.add_argument_group("pruning")
     g.add_argument("--sparsity", type=float, default=None,
                    help="fraction of each layer's weights to zero, strictly between 0 and 1")

@@ -52,7 +52,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     if (out_dir / "config.json").is_file():
         return out_dir
     log.info("converting %s to safetensors in %s (once)", gguf.name, out_dir)
-    kwargs = {"gguf_file": gguf.name}
+    kwargs = {"gguf_file": gguf.name, "trust_remote_code": False}  # GGUF holds no code
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)

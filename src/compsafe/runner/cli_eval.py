@@ -65,7 +65,7 @@ def run_eval(args) -> int:
     from compsafe.store import STORE_FILE, Store
 
     model = HFModel.load(args.model, device=args.device, dtype=args.dtype,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, trust_remote_code=args.trust_remote_code)
     model.base_model = args.base_model
     fingerprint = model.fingerprint()
     log.info("model %s (%s) on %s, fingerprint %s", model.name, model.source, model.device,
