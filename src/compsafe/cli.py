@@ -217,8 +217,16 @@ def _add_data(sub) -> None:
     lst.set_defaults(func=_run_data_list)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line naming the argument and value (exit 2), not the usage
+    block; ``--help`` still shows it. Subcommand parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="compsafe",
         description="Did compressing this model make it less safe, for whom, and how sure are we?",
         epilog="Start with: compsafe data pull --from DIR, then compsafe eval --model default "

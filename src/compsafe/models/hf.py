@@ -20,6 +20,7 @@ import torch
 from compsafe.compress.lineage import read_compression_info
 from compsafe.errors import ModelLoadError
 from compsafe.models import remote_code
+from compsafe.models.checkpoint import check_safetensors
 from compsafe.models.device import configure_cpu_threads, pick_device, pick_dtype
 from compsafe.models.embedded import DEFAULT_NAME, convert_gguf, embedded_model_dir, gguf_cache_dir
 from compsafe.models.fingerprint import checkpoint_fingerprint, fingerprint_tensors
@@ -91,6 +92,7 @@ class HFModel:
 
         source, name = resolve_model_path(spec)
         remote_code.check_model_dir(source, trust_remote_code)
+        check_safetensors(source)  # a truncated copy: one line now, not a traceback later
         trust = remote_code.kwargs(trust_remote_code)
         dev = pick_device(device)
         torch_dtype = pick_dtype(dev, dtype)

@@ -12,7 +12,12 @@ import sys
 from compsafe.data.paths import data_dir
 from compsafe.errors import CompsafeError
 from compsafe.runner.evaluate import evaluate_task
-from compsafe.runner.output import format_metrics_table, write_outputs
+from compsafe.runner.output import (
+    check_out_dir,
+    check_store_path,
+    format_metrics_table,
+    write_outputs,
+)
 from compsafe.tasks import get_task
 from compsafe.types import PromptFormat, TaskOptions
 
@@ -60,19 +65,25 @@ def run_eval(args) -> int:
         n = len(task.examples())
         log.info("%s: %d examples", task.name, n)
 
+    # Where results go is checked (an existing store opened) before the model loads, so an
+    # unwritable --out or a --store that is a folder costs a second, not a model load.
+    from compsafe.store import STORE_FILE, Store
+
+    store_path = args.store or args.out / STORE_FILE
+    check_out_dir(args.out)
+    check_store_path(store_path)
+
     # Imported only now: torch takes a second or two to import, and a typo should not wait.
     from compsafe.models.hf import HFModel
-    from compsafe.store import STORE_FILE, Store
 
     model = HFModel.load(args.model, device=args.device, dtype=args.dtype,
                          batch_size=args.batch_size, trust_remote_code=args.trust_remote_code)
+    args.out.mkdir(parents=True, exist_ok=True)
     model.base_model = args.base_model
     fingerprint = model.fingerprint()
     log.info("model %s (%s) on %s, fingerprint %s", model.name, model.source, model.device,
              fingerprint)
-    args.out.mkdir(parents=True, exist_ok=True)
     results = []
-    store_path = args.store or args.out / STORE_FILE
     with Store(store_path) as store:
         for task in tasks:
             results.append(evaluate_task(model, task, store, fingerprint,

@@ -107,6 +107,27 @@ class StoreError(CompsafeError):
     """A store that cannot be opened, or a write the store refuses; the message says why."""
 
 
+def refuse_newer(path: Path) -> None:
+    """Raise ``StoreError`` if the existing file at ``path`` has a newer schema, reading it
+    through a read-only connection: a refused store is left exactly as it was (opening it
+    for writing would first switch it to WAL mode, which an older reader must not do)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+    _check_version(version, path)
+
+
+def _check_version(version: int, path: Path) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this compsafe's "
+            f"({SCHEMA_VERSION}); upgrade compsafe to read it")
+
+
 def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
     """Create the tables if missing; refuse a file written by a newer schema.
 
@@ -114,10 +135,7 @@ def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
     processes opening a fresh file do not both try to create it half-way.
     """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path}: schema version {version} is newer than this compsafe's "
-            f"({SCHEMA_VERSION}); upgrade compsafe to read it")
+    _check_version(version, path)
     if version == SCHEMA_VERSION:
         return
     if version == 0:  # a new, empty file

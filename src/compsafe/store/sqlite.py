@@ -38,6 +38,7 @@ from compsafe.store.schema import (
     StoreError,
     enable_wal,
     ensure_schema,
+    refuse_newer,
 )
 from compsafe.types import MetricRow
 
@@ -96,13 +97,23 @@ class Store:
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = 30_000):
         self.path = Path(path)
+        self._conn = None
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is exactly
-        # one transaction and no statement opens one behind our back.
-        self._conn = sqlite3.connect(
-            str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)
+            if self.path.is_dir():
+                raise StoreError(f"{self.path}: is a directory; the results store is a file "
+                                 f"(give a path such as {self.path / 'compsafe.sqlite'})")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"{self.path}: cannot create its folder: {e.strerror or e}"
+                                 ) from None
         try:
+            if str(path) != ":memory:":
+                refuse_newer(self.path)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is exactly
+            # one transaction and no statement opens one behind our back.
+            self._conn = sqlite3.connect(
+                str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             enable_wal(self._conn, busy_timeout_ms / 1000)
             # NORMAL is durable against a process crash in WAL mode (only a power loss can
