@@ -15,11 +15,11 @@ import importlib.util
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from compsafe.data.paths import cache_root
 from compsafe.errors import ModelLoadError
+from compsafe.tmpdirs import temp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())
     fresh.generation_config = loaded.generation_config
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
+    tmp = temp_sibling(out_dir)  # also removes the leftovers of a killed conversion
     try:
         fresh.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
