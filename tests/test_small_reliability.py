@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from compsafe.errors import CompsafeError, DataError
-from compsafe.tmpdirs import MARK, stale_siblings, temp_sibling
 
 
 def _killed_mid_save(target: str) -> None:
+    from compsafe.tmpdirs import temp_sibling
+
     tmp = temp_sibling(Path(target))
     with open(tmp / "model.safetensors", "wb") as f:
         f.truncate(538 * 2**20)  # the sparse file a killed save left behind
@@ -25,6 +26,8 @@ def _killed_mid_save(target: str) -> None:
 
 
 def test_temp_folder_of_a_killed_save_is_removed_by_the_next_save(tmp_path):
+    from compsafe.tmpdirs import MARK, stale_siblings, temp_sibling
+
     target = tmp_path / "models" / "wanda-50"
     child = mp.get_context("fork").Process(target=_killed_mid_save, args=(str(target),))
     child.start()
@@ -50,6 +53,7 @@ def test_save_model_dir_cleans_up_after_a_killed_save(tmp_path, tiny_model_dir):
     child = mp.get_context("fork").Process(target=_killed_mid_save, args=(str(target),))
     child.start()
     child.join()
+    assert child.exitcode == -signal.SIGKILL and len(list(tmp_path.iterdir())) == 1
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     save_model_dir(model, AutoTokenizer.from_pretrained(tiny_model_dir), {"method": "dense"},
                    target)
