@@ -166,3 +166,30 @@ def test_report_marks_incomplete_runs(tmp_path):
     html = str(incomplete(ctx))
     assert "Incomplete" in html and "m-k1" in html and "2 failed scores" in html
     assert "m-k2" not in html
+
+
+def test_sweep_cell_with_failed_scores_is_incomplete_and_retried(tiny_model_dir, rtp_data,
+                                                                  tmp_path, monkeypatch):
+    from sweep_helpers import cells, run_cli, write_config
+
+    monkeypatch.setenv("COMPSAFE_CACHE_DIR", str(tmp_path / "cache"))
+    scorer = FlakyScorer()
+    monkeypatch.setattr("compsafe.tasks.degeneration.get_scorer", lambda name: scorer)
+    cfg = write_config(tmp_path / "s.yaml", out=str(tmp_path / "out"), data_dir=str(rtp_data),
+                       device="cpu", dtype="float32", batch_size=4,
+                       models=[{"model": str(tiny_model_dir), "name": "tiny"}],
+                       compression=[], tasks=[{"task": "rtp", "limit": 2, "n_boot": 0,
+                                               "max_new_tokens": 3}])
+    rc, out, err = run_cli(["-q", "sweep", str(cfg)])
+    assert rc == 1, out + err
+    assert "1 cells incomplete (failed scores, left out of their metrics); run the same " \
+           "command again to retry them" in out
+    rc, status, _ = run_cli(["sweep", "status", str(cfg)])
+    assert "incomplete" in status
+
+    scorer.down, scorer.seen = (), []  # the API is back
+    rc, out, err = run_cli(["-q", "sweep", str(cfg)])
+    assert rc == 0, out + err
+    assert len(scorer.seen) == 2  # only the two failed scores, no new generations
+    (cell,) = cells(tmp_path / "out" / "compsafe.sqlite").values()
+    assert cell["status"] == "done" and cell["attempts"] == 2
