@@ -254,16 +254,17 @@ def test_unreachable_host_fails_fast(tmp_path, monkeypatch):
 
 def test_unpinned_file_is_trusted_on_first_use(tmp_path, server, monkeypatch):
     root, base, _ = server
-    (root / "extra").mkdir()
-    (root / "extra" / "big.txt").write_text("first version\n")
-    src = sources.Source("extra", "extra/big.txt", f"{base}/extra/big.txt", None, optional=True)
+    rel = "realtoxicityprompts/prompts.jsonl"  # unpinned, with a schema check
+    (root / "realtoxicityprompts").mkdir()
+    (root / rel).write_text(json.dumps({"prompt": {"text": "first version"}}) + "\n")
+    src = sources.Source("realtoxicityprompts", rel, f"{base}/{rel}", None, optional=True)
     monkeypatch.setattr(sources, "all_sources", lambda: (src,))
     dest = tmp_path / "cache"
-    assert download(dest, progress=False).imported == ["extra/big.txt"]
+    assert download(dest, progress=False).imported == [rel]
     pins = json.loads((dest / pull.SIDECAR).read_text())["pins"]
-    assert pins == {"extra/big.txt": sha(root / "extra" / "big.txt")}
+    assert pins == {rel: sha(root / rel)}
     assert status(dest)[0].state == VERIFIED
-    (dest / "extra" / "big.txt").write_text("tampered\n")
+    (dest / rel).write_text("tampered\n")
     assert status(dest)[0].state == WRONG_HASH
 
 

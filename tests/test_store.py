@@ -340,5 +340,5 @@ def test_version_1_store_is_migrated_keeping_its_runs(tmp_path):
         assert old["status"] == "done" and old["method"] is None and old["spec"] is None
         _start(st, "new")
         assert st.run("new")["base_model"] is None
-        assert st._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert st._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert st.invocations("old") == []  # runs from before version 3 have none

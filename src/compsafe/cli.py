@@ -1,7 +1,9 @@
 """The ``compsafe`` command: ``compress``, ``eval`` and ``data`` (``pull``, ``list``).
 
 User errors (a wrong path, an unknown name, a corrupt data file) print one line naming
-the problem and exit with status 2; nothing already computed is lost.
+the problem and exit with status 2; nothing already computed is lost. An evaluation whose
+failed scores exceed ``--max-failed`` exits with status 3 after storing what it computed:
+its metrics are marked incomplete, and rerunning the command retries the failed scores.
 
     compsafe data pull --from ../shared/data
     compsafe compress --model default --method wanda --sparsity 0.5 --out models/wanda-50
@@ -111,6 +113,10 @@ def _add_eval(sub) -> None:
     gen.add_argument("--prompt-source", default=None,
                      help="toxigen: prompts (6-statement demonstrations, default) or "
                           "annotated (single statements, as the reference study)")
+    gen.add_argument("--max-failed", type=int, default=0,
+                     help="failed scores (scorer or API errors) tolerated before the command "
+                          "exits with status 3 (default 0: any failure); failed scores are "
+                          "retried when the command is run again")
     ppl = p.add_argument_group("perplexity (wikitext2)")
     ppl.add_argument("--ppl-protocol", choices=["chunks", "sliding", "documents"], default=None,
                      help="chunks: non-overlapping windows (compression papers' WikiText-2, "
@@ -134,6 +140,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=128,
                    help="items per stored chunk; an interruption loses at most one chunk")
     p.add_argument("--all-groups", action="store_true", help="print per-group rows too")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a model that ships its own Python code (config auto_map) to "
+                        "run it; without this flag such a model is refused, never prompted for")
     p.set_defaults(func=_run_eval)
 
 
@@ -149,6 +158,9 @@ def _add_compress(sub) -> None:
                         "or dense")
     p.add_argument("--out", type=Path, required=True, help="output model directory (new)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a model that ships its own Python code (config auto_map) to "
+                        "run it; without this flag such a model is refused, never prompted for")
     g = p.add_argument_group("pruning")
     g.add_argument("--sparsity", type=float, default=None,
                    help="fraction of each layer's weights to zero, strictly between 0 and 1")
@@ -217,8 +229,16 @@ def _add_data(sub) -> None:
     lst.set_defaults(func=_run_data_list)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line naming the argument and value (exit 2), not the usage
+    block; ``--help`` still shows it. Subcommand parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="compsafe",
         description="Did compressing this model make it less safe, for whom, and how sure are we?",
         epilog="Start with: compsafe data pull --from DIR, then compsafe eval --model default "

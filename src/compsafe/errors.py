@@ -19,6 +19,7 @@ class DataError(CompsafeError):
     def __init__(self, path: str | Path, message: str, line: int | None = None):
         self.path = Path(path)
         self.line = line
+        self.message = message
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {message}")
 

@@ -73,6 +73,7 @@ def calibration_file(calib: Calibration, data_dir: str | Path | None = None) -> 
     path = Path(calib.source).expanduser()
     if not path.is_file():
         raise DataError(path, "calibration text file not found")
+    check_utf8(path)
     return path
 
 
@@ -91,6 +92,19 @@ def overlapping_tasks(calib: Calibration, path: Path | None = None,
 
 def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_utf8(path: Path) -> None:
+    """A ``DataError`` naming the line and byte unless ``path`` is UTF-8 text: found now,
+    before a model loads, instead of after it."""
+    with open(path, "rb") as f:
+        for line, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                                      f"{e.start + 1}); calibration needs a UTF-8 text file",
+                                line) from None
 
 
 def _encode(tokenizer, text: str) -> list[int]:

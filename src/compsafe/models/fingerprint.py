@@ -104,7 +104,7 @@ def checkpoint_fingerprint(source: str | Path, tokenizer) -> str | None:
     if files is None:
         return None
     try:
-        config = AutoConfig.from_pretrained(model_dir)
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
         if getattr(config, "quantization_config", None) is not None:
             return None
         expected, aliases = _expected_state(config)

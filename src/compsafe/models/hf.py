@@ -20,6 +20,8 @@ import torch
 
 from compsafe.compress.lineage import read_compression_info
 from compsafe.errors import ModelLoadError
+from compsafe.models import remote_code
+from compsafe.models.checkpoint import check_safetensors
 from compsafe.models.device import configure_cpu_threads, pick_device, pick_dtype
 from compsafe.models.embedded import EMBEDDED, convert_gguf, embedded_model_dir, gguf_cache_dir
 from compsafe.models.fingerprint import checkpoint_fingerprint, fingerprint_tensors
@@ -81,24 +83,37 @@ class HFModel:
         device: str | None = None,
         dtype: str | None = None,
         batch_size: int | None = None,
+        trust_remote_code: bool = False,
     ) -> HFModel:
-        """Load ``spec`` (see ``resolve_model_path``) onto the chosen device in eval mode."""
+        """Load ``spec`` (see ``resolve_model_path``) onto the chosen device in eval mode.
+
+        A model that needs its own Python code is refused unless ``trust_remote_code``
+        (``models.remote_code``): never prompted for.
+        """
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         source, name = resolve_model_path(spec)
+        remote_code.check_model_dir(source, trust_remote_code)
+        check_safetensors(source)  # a truncated copy: one line now, not a traceback later
+        trust = remote_code.kwargs(trust_remote_code)
         dev = pick_device(device)
         torch_dtype = pick_dtype(dev, dtype)
         if dev.type == "cpu":
             configure_cpu_threads()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            config = AutoConfig.from_pretrained(source)
+            tokenizer = AutoTokenizer.from_pretrained(source, **trust)
+            config = AutoConfig.from_pretrained(source, **trust)
             qconfig = getattr(config, "quantization_config", None)
             # A pre-quantized checkpoint (GPTQ, AWQ, bitsandbytes) loads through transformers'
             # own integration, placed at load time: bitsandbytes models refuse ``.to()``.
             placement = {"device_map": {"": str(dev)}} if qconfig is not None else {}
             model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype,
-                                                         **placement)
+                                                         **placement, **trust)
+        except ValueError as e:
+            refused = remote_code.refusal(e, spec)
+            if refused is None:
+                raise
+            raise refused from None
         except OSError as e:
             raise ModelLoadError(f"cannot load model {spec!r} (tried {source}): {e}") from e
         except ImportError as e:  # a quantized checkpoint whose backend is not installed

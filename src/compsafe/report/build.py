@@ -98,7 +98,8 @@ def build_report(store, out_dir, options: ReportOptions = ReportOptions(),
         many_bases=len({r["base_model"] for r in rows}) > 1,
         caveats=run_caveats(runs, rows),
         settings=sorted({(r["base_model"], r["spec_label"]) for r in rows
-                         if r["spec_label"] != o.baseline}))
+                         if r["spec_label"] != o.baseline}),
+        incomplete=[r for r in runs if r.get("incomplete")])
     index = out / "index.html"
     index.write_text(render(ctx), encoding="utf-8")
     log.info("report written to %s", index)

@@ -46,7 +46,7 @@ def write_tidy(rows, out_dir) -> list[Path]:
 def _tidy_schema(pa):
     types = {"sparsity": pa.float64(), "bits": pa.int64(), "group_size": pa.int64(),
              "value": pa.float64(), "n": pa.int64(), "ci_low": pa.float64(),
-             "ci_high": pa.float64()}
+             "ci_high": pa.float64(), "incomplete": pa.bool_()}
     return pa.schema([(k, types.get(k, pa.string())) for k in TIDY_KEYS])
 
 

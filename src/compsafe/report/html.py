@@ -25,13 +25,19 @@ class Markup(str):
         return Markup(str(self) + str(esc(other)))
 
 
+# C0 controls other than tab, newline and carriage return (NUL first of all) are parse
+# errors in HTML; a generation or dataset row can carry them, so they are shown as U+FFFD.
+_CONTROLS = {c: "\ufffd" for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
+
+
 def esc(value: object) -> Markup:
-    """``value`` as HTML text: Markup stays as is, None is empty, anything else is escaped."""
+    """``value`` as HTML text: Markup stays as is, None is empty, anything else is escaped
+    (and stripped of control characters HTML cannot carry)."""
     if isinstance(value, Markup):
         return value
     if value is None:
         return Markup("")
-    return Markup(html.escape(str(value), quote=True))
+    return Markup(html.escape(str(value).translate(_CONTROLS), quote=True))
 
 
 def join(parts: Iterable[object], sep: object = "") -> Markup:
@@ -106,6 +112,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 .worse { color: var(--worse); font-weight: 600; }
 .better { color: var(--better); font-weight: 600; }
 .muted, .note { color: var(--muted); }
+.warn { border-left: 4px solid var(--worse); padding: 2px 12px; margin: 8px 0; }
 .nowrap { white-space: nowrap; }
 .note { font-size: 13px; }
 ul.caveats { font-size: 13px; color: #7a4b00; margin: 4px 0 12px; padding-left: 18px;

@@ -20,9 +20,10 @@ from compsafe.store.schema import LINEAGE_COLUMNS
 # The lineage as reports use it (the spec itself stays in the run's ``spec``).
 LINEAGE_KEYS = tuple(c for c in LINEAGE_COLUMNS if c != "spec_json")
 TIDY_KEYS = ("run_key", "model", *LINEAGE_KEYS, "task", "subset", "group", "metric", "value",
-             "n", "ci_low", "ci_high", "dimension", "scorer", "protocol")
+             "n", "ci_low", "ci_high", "dimension", "scorer", "protocol", "incomplete")
 """Columns of ``load_tidy`` rows, in export order (``scorer``: the generation scorer's name,
-None for other tasks; ``protocol``: ``run_protocol``)."""
+None for other tasks; ``protocol``: ``run_protocol``; ``incomplete``: the run left failed
+scores out of its metrics)."""
 
 
 def run_protocol(run: dict) -> str:
@@ -93,6 +94,7 @@ def load_tidy(store_path) -> list[dict]:
         row["dimension"] = metric_info(m["task"], m["metric"]).dimension
         row["scorer"] = (run_scorer(run) or {}).get("scorer")
         row["protocol"] = run_protocol(run) if run else None
+        row["incomplete"] = bool(run.get("incomplete"))
         out.append(row)
     return out
 

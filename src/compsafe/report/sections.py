@@ -51,6 +51,7 @@ class Context:
     many_bases: bool = False
     settings: list[str] = field(default_factory=list)
     caveats: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    incomplete: list[dict] = field(default_factory=list)  # runs with failed scores left
 
 
 def fmt(v: float | None, signed: bool = False) -> str:
@@ -237,8 +238,21 @@ def summary(ctx: Context) -> Markup:
         found += el("details", el("summary", f"Language modelling and downstream: {len(context)} "
                                              "significantly worse (context for the above)"),
                     diff_table(ctx, context, with_group=True))
-    return join([el("h2", "What got worse, and for whom", id="summary"), cards, intro, found,
-                 el("h3", "Divergent groups"), divergences(ctx)])
+    return join([el("h2", "What got worse, and for whom", id="summary"), incomplete(ctx),
+                 cards, intro, found, el("h3", "Divergent groups"), divergences(ctx)])
+
+
+def incomplete(ctx: Context) -> Markup | None:
+    """A warning naming the runs whose metrics leave failed scores out (None if none)."""
+    if not ctx.incomplete:
+        return None
+    runs = join(el("li", el("b", r["model"]), f" ({r['spec_label']}) ", el("code", r["task"]),
+                    f": {r['n_failed']} failed scores")
+                 for r in ctx.incomplete)
+    return el("div", el("p", el("b", "Incomplete: "), f"{len(ctx.incomplete)} run(s) left "
+                        "failed scores (scorer or API errors) out of their metrics; their rows "
+                        "are marked incomplete in data/tidy.csv. Run the same command again to "
+                        "retry only the failed scores."), el("ul", runs), class_="warn")
 
 
 def divergences(ctx: Context) -> Markup:

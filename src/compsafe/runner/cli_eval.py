@@ -12,7 +12,12 @@ import sys
 from compsafe.data.paths import data_dir
 from compsafe.errors import CompsafeError
 from compsafe.runner.evaluate import evaluate_task
-from compsafe.runner.output import format_metrics_table, write_outputs
+from compsafe.runner.output import (
+    check_out_dir,
+    check_store_path,
+    format_metrics_table,
+    write_outputs,
+)
 from compsafe.tasks import get_task
 from compsafe.types import PromptFormat, TaskOptions
 
@@ -41,6 +46,8 @@ def run_eval(args) -> int:
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise CompsafeError(f"--{flag} must be positive, got {value}")
+    if args.max_failed < 0:
+        raise CompsafeError(f"--max-failed must be >= 0, got {args.max_failed}")
     if args.samples <= 0:
         raise CompsafeError(f"--samples must be positive, got {args.samples}")
     if args.max_new_tokens is not None and args.max_new_tokens <= 0:
@@ -60,19 +67,25 @@ def run_eval(args) -> int:
         n = len(task.examples())
         log.info("%s: %d examples", task.name, n)
 
-    # Imported only now: torch takes a second or two to import, and a typo should not wait.
-    from compsafe.models.hf import HFModel
+    # Where results go is checked (an existing store opened) before the model loads, so an
+    # unwritable --out or a --store that is a folder costs a second, not a model load.
     from compsafe.store import STORE_FILE, Store
 
+    store_path = args.store or args.out / STORE_FILE
+    check_out_dir(args.out)
+    check_store_path(store_path)
+
+    # Imported only now: torch takes a second or two to import, and a typo should not wait.
+    from compsafe.models.hf import HFModel
+
     model = HFModel.load(args.model, device=args.device, dtype=args.dtype,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, trust_remote_code=args.trust_remote_code)
+    args.out.mkdir(parents=True, exist_ok=True)
     model.base_model = args.base_model
     fingerprint = model.fingerprint()
     log.info("model %s (%s) on %s, fingerprint %s", model.name, model.source, model.device,
              fingerprint)
-    args.out.mkdir(parents=True, exist_ok=True)
     results = []
-    store_path = args.store or args.out / STORE_FILE
     with Store(store_path) as store:
         for task in tasks:
             results.append(evaluate_task(model, task, store, fingerprint,
@@ -82,4 +95,24 @@ def run_eval(args) -> int:
     grouped = {t.name for t in tasks if getattr(t, "console_groups", False)}
     print(format_metrics_table(results, all_groups=args.all_groups, group_tasks=grouped))
     print(f"\nwrote {args.out / 'results.json'}, {args.out / 'records.jsonl'}", file=sys.stderr)
+    line = failure_summary(results, args.max_failed)
+    if line:
+        print(line, file=sys.stderr)
+        return EXIT_INCOMPLETE
     return 0
+
+
+EXIT_INCOMPLETE = 3
+"""Exit status of an evaluation whose failed scores exceed ``--max-failed``."""
+
+
+def failure_summary(results, max_failed: int) -> str | None:
+    """One line naming the tasks with failed scores, when there are more than
+    ``max_failed`` in all; None otherwise."""
+    total = sum(r.n_failed for r in results)
+    if total <= max_failed:
+        return None
+    per_task = ", ".join(f"{r.task} {r.n_failed}" for r in results if r.n_failed)
+    return (f"compsafe: incomplete: {total} failed scores ({per_task}) exceed --max-failed "
+            f"{max_failed}; their metrics are marked incomplete; run the same command again "
+            f"to retry only the failed scores")

@@ -12,6 +12,7 @@ same numbers (bootstrap CIs included) as an uninterrupted one.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from compsafe import __version__
 from compsafe.compress.lineage import Lineage
 from compsafe.runner.keys import run_key
 from compsafe.runner.provenance import invocation
-from compsafe.store import Store
+from compsafe.store import Store, claims
 from compsafe.tasks.base import LoglikTask
 from compsafe.types import (
     DEFAULT_PROTOCOL,
@@ -59,6 +60,8 @@ class TaskResult:
     metrics: list[MetricRow]
     n_computed: int
     n_resumed: int
+    n_failed: int = 0  # failed scores left in the records: the metrics are incomplete
+    n_retried: int = 0  # stored failed scores tried again by this call
 
 
 def make_render(model: ScoringModel, prompt: PromptFormat) -> Callable[[str], str]:
@@ -100,9 +103,37 @@ def serve(model: ScoringModel, requests: Sequence) -> list:
     return out
 
 
-def _chunks(items: Sequence, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+CLAIM_TTL_S = claims.DEFAULT_TTL_S
+WAIT_S = 0.5
+"""Seconds between looks at the store while another process computes the last items."""
+
+
+def compute(task: LoglikTask, model: ScoringModel, chunk: Sequence, render) -> list[dict]:
+    """The records of ``chunk``'s examples: their requests served in one batch."""
+    per_example = [task.requests(e, render) for e in chunk]
+    responses = serve(model, [r for reqs in per_example for r in reqs])
+    records, start = [], 0
+    for e, reqs in zip(chunk, per_example, strict=True):
+        records.append(task.record(e, responses[start : start + len(reqs)]))
+        start += len(reqs)
+    return records
+
+
+def task_key(task: LoglikTask, fingerprint: str) -> tuple[str, dict[str, Any]]:
+    """The run key of ``task`` on the model with ``fingerprint``, and the config it hashes.
+
+    The config includes ``examples_sha256``, the content of the loaded examples: task
+    configs name their data (prompt set, limit, seed), and only the content tells two
+    versions of one file apart.
+    """
+    config = {**task.config(), "examples_sha256": task.examples_sha256()}
+    prompt = task.options.prompt.to_dict()
+    protocol = task.options.protocol
+    # The protocol is part of the key (two protocols are two runs), but only when it is not
+    # the default, so runs stored before protocols existed (all compsafe's) keep their keys.
+    extra = None if protocol == DEFAULT_PROTOCOL else {"protocol": protocol}
+    return run_key(fingerprint, task.name, task.version, config, prompt, __version__,
+                   extra=extra), config
 
 
 def evaluate_task(
@@ -115,13 +146,8 @@ def evaluate_task(
 ) -> TaskResult:
     """Compute (or resume, or reuse) ``task`` on ``model`` and store records and metrics."""
     fingerprint = fingerprint or model.fingerprint()
-    config = task.config()
+    key, config = task_key(task, fingerprint)
     prompt = task.options.prompt.to_dict()
-    protocol = task.options.protocol
-    # The protocol is part of the key (two protocols are two runs), but only when it is not
-    # the default, so runs stored before protocols existed (all compsafe's) keep their keys.
-    key = run_key(fingerprint, task.name, task.version, config, prompt, __version__,
-                  extra=None if protocol == DEFAULT_PROTOCOL else {"protocol": protocol})
     examples = task.examples()
     info = getattr(model, "compression_info", None)
     qconfig = getattr(model, "quantization_config", None)
@@ -137,40 +163,80 @@ def evaluate_task(
                     "results are in-sample", task.name, model.name,
                     lineage.spec.calibration.source, task.name)
     status = store.start_run(key, model.name, fingerprint, task.name, task.version,
-                             {"task": config, "prompt": prompt, "protocol": protocol},
+                             {"task": config, "prompt": prompt, "protocol": task.options.protocol},
                              __version__,
                              lineage=lineage.columns() if lineage else None,
                              invocation=invocation())
     done = store.done_item_ids(key) if status != "done" else {e.id for e in examples}
     todo = [e for e in examples if e.id not in done]
+    n_retried = retry_failed(task, store, key, examples) if status is not None else 0
     if status == "done":
         log.info("%s: finished run %s found in the store; not recomputed", task.name, key)
     elif done:
         log.info("%s: resuming run %s, %d of %d items already done",
                  task.name, key, len(examples) - len(todo), len(examples))
     render = make_render(model, task.options.prompt)
+    owner = claims.owner_id()
+    renew = getattr(store, "renewer", None)  # a proxy (Ray) renews through its own calls
+    renew = renew(owner, CLAIM_TTL_S) if renew else (
+        lambda: store.renew_claims(owner, CLAIM_TTL_S))
+    n_computed = 0
     try:
         with tqdm(total=len(examples), initial=len(examples) - len(todo), unit="item",
-                  desc=task.name, disable=not progress) as bar:
-            for chunk in _chunks(todo, checkpoint_every):
-                per_example = [task.requests(e, render) for e in chunk]
-                flat = [r for reqs in per_example for r in reqs]
-                responses = serve(model, flat)
-                records, start = [], 0
-                for e, reqs in zip(chunk, per_example, strict=True):
-                    records.append(task.record(e, responses[start : start + len(reqs)]))
-                    start += len(reqs)
-                store.add_records(key, task.postprocess(records))
-                bar.update(len(chunk))
+                  desc=task.name, disable=not progress) as bar, \
+                claims.Heartbeat(renew, CLAIM_TTL_S):
+            pending, by_id = todo, {e.id: e for e in todo}
+            while pending:
+                # Claim the next chunk nobody has recorded or is computing: an identical
+                # command running at the same time takes other chunks.
+                ids = store.claim_items(key, [e.id for e in pending], owner, CLAIM_TTL_S,
+                                        checkpoint_every)
+                if ids:
+                    chunk = [by_id[i] for i in ids]
+                    store.add_records(key, task.postprocess(compute(task, model, chunk,
+                                                                    render)))
+                    store.release_claims(owner)
+                    n_computed += len(chunk)
+                else:  # the rest is claimed by another live process: wait for its records
+                    time.sleep(WAIT_S)
+                recorded = store.done_item_ids(key)
+                pending = [e for e in pending if e.id not in recorded]
+                bar.update(len(examples) - len(pending) - bar.n)
     except BaseException as e:
         # Keep what is stored; mark the run so `status` shows it as unfinished.
         store.fail_run(key, f"{type(e).__name__}: {e}")
         raise
+    finally:
+        if todo:
+            try:
+                store.release_claims(owner)
+            except Exception:  # unreleased claims expire, or die with this process
+                log.debug("could not release claims of %s", owner, exc_info=True)
     order = {e.id: i for i, e in enumerate(examples)}
     records = sorted((r for r in store.records(key) if r["id"] in order),
                      key=lambda r: order[r["id"]])
     metrics = task.metrics(records)
+    n_failed = sum(task.n_failed(r) for r in records)
     store.put_metrics(key, model.name, task.name, metrics)
-    store.finish_run(key, len(records))
+    store.finish_run(key, len(records), n_failed)
+    if n_failed:
+        log.warning("%s: %d failed scores in run %s; its metrics are incomplete (rerun to "
+                    "retry them)", task.name, n_failed, key)
     return TaskResult(task.name, key, model.name, config, records, metrics,
-                      n_computed=len(todo), n_resumed=len(examples) - len(todo))
+                      n_computed=n_computed, n_resumed=len(examples) - len(todo),
+                      n_failed=n_failed, n_retried=n_retried)
+
+
+def retry_failed(task: LoglikTask, store: Store, key: str, examples: Sequence) -> int:
+    """Retry the failed parts of the run's stored records (a scorer or API error); returns
+    how many failed parts were tried. Records without failures are not touched, and a
+    retry that fails again stays failed, to be tried by the next rerun."""
+    wanted = {e.id for e in examples}
+    failed = [r for r in store.records(key) if r["id"] in wanted and task.n_failed(r)]
+    if not failed:
+        return 0
+    n = sum(task.n_failed(r) for r in failed)
+    log.info("%s: retrying %d failed scores in %d stored items of run %s",
+             task.name, n, len(failed), key)
+    store.replace_records(key, task.retry(failed))
+    return n

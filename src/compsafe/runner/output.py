@@ -5,7 +5,8 @@ run in it, whichever command (or how many commands at once) wrote them:
 
 ``results.json``: per run, its key, task, model and lineage, status, config, the commands
 that started, resumed or reused it (date, command line, compsafe/torch/transformers
-versions) and its tidy metric rows; ``records.jsonl``: every per-item record, tagged with
+versions), its failed-score count (``incomplete`` when any are left) and its tidy
+metric rows; ``records.jsonl``: every per-item record, tagged with
 task and run key. Writers hold a lock on ``--out`` and replace each file atomically through
 a temporary file of their own, so concurrent commands never lose each other's output.
 """
@@ -22,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from compsafe import __version__
+from compsafe.errors import CompsafeError
 from compsafe.report.load import run_scorer
 from compsafe.runner.evaluate import TaskResult
 from compsafe.scorers import scorer_label
@@ -40,6 +42,53 @@ def _locked(out_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _probe(folder: Path, what: str) -> None:
+    """Prove ``folder`` writable by creating and removing a temporary file in it."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".compsafe-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise CompsafeError(f"{what}: cannot write there ({e.strerror or e})") from None
+
+
+def _existing_ancestor(path: Path, what: str) -> Path:
+    """The nearest existing folder at or above ``path`` (which would be created under it)."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise CompsafeError(f"{what}: {p} is a file, not a folder")
+            return p
+    return Path.cwd()
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Fail now, in one line naming it, if ``out_dir`` cannot hold the results: a file, or a
+    folder (or the folder it would be created in) that is unreadable or read-only. Checked
+    before a model loads; nothing is left behind."""
+    what = f"--out {out_dir}"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CompsafeError(f"{what}: is a file, not a folder; give a folder")
+    folder = _existing_ancestor(out_dir, what)
+    _probe(folder, what)
+    if folder == out_dir:
+        try:
+            os.listdir(out_dir)
+        except OSError as e:
+            raise CompsafeError(f"{what}: cannot read it ({e.strerror or e})") from None
+
+
+def check_store_path(path: Path) -> None:
+    """The same for ``--store``: an existing store must open (schema, permissions); a new
+    one's folder must be writable. A folder given as the store is an error naming it."""
+    from compsafe.store import Store
+
+    if path.exists():
+        Store(path).close()  # raises a one-line StoreError: a folder, junk, a newer schema
+    else:
+        _probe(_existing_ancestor(path.parent, f"--store {path}"), f"--store {path}")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -66,6 +115,10 @@ def run_entry(store: Store, run: dict) -> dict:
         "status": run["status"],
         "error": run["error"],
         "n_items": run["n_items"],
+        # Failed scores left in the records (scorer/API errors): the metrics leave them
+        # out, so they are incomplete until a rerun retries them. None: not counted.
+        "n_failed": run["n_failed"],
+        "incomplete": run["incomplete"],
         "created_at": run["created_at"],
         "updated_at": run["updated_at"],
         "config": run["config"],

@@ -78,11 +78,13 @@ class HFClassifier(Scorer):
             raise ModelLoadError(f"classifier directory not found (no config.json): {local}")
         source = str(local) if local.is_dir() else model
         try:
+            # Classifiers are pinned, plain architectures: their own code is never run.
             self.tokenizer = AutoTokenizer.from_pretrained(
-                source, revision=revision, local_files_only=local_files_only)
+                source, revision=revision, local_files_only=local_files_only,
+                trust_remote_code=False)
             self.model = AutoModelForSequenceClassification.from_pretrained(
                 source, revision=revision, local_files_only=local_files_only,
-                dtype=torch.float32)
+                dtype=torch.float32, trust_remote_code=False)
         except Exception as e:  # transformers raises many types; all mean "cannot load"
             raise ModelLoadError(
                 f"cannot load classifier {model!r} for scorer {name} (a hub id needs network "

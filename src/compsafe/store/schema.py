@@ -1,10 +1,11 @@
 """The results store's SQLite schema (versioned with ``PRAGMA user_version``) and WAL setup.
 
-Four tables: ``runs`` (one row per run key, with the model's lineage), ``records``
+Five tables: ``runs`` (one row per run key, with the model's lineage), ``records``
 (per-item records, keyed by run key and item id so a resumed run cannot duplicate them),
 ``metrics`` (tidy long rows, DESIGN.md convention 5; a NULL value means undefined, never 0)
 and ``invocations`` (every command that started or resumed a run: when, the command line,
-and the compsafe/torch/transformers versions).
+and the compsafe/torch/transformers versions) and ``claims`` (items a process is computing
+now, so an identical concurrent command computes other items; ``store/claims.py``).
 
     ensure_schema(conn, path)  # inside a write transaction
 """
@@ -17,9 +18,10 @@ from pathlib import Path
 
 from compsafe.errors import CompsafeError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Stored in ``PRAGMA user_version``; bump it (and add a migration) when the tables change.
-3: the ``invocations`` table."""
+3: the ``invocations`` table. 4: ``runs.n_failed`` (failed scores left in a finished run:
+its metrics are incomplete) and the ``claims`` table."""
 
 STATUSES = ("running", "done", "failed")
 
@@ -28,6 +30,13 @@ INVOCATIONS = """CREATE TABLE IF NOT EXISTS invocations (
         started_at TEXT NOT NULL,
         command TEXT NOT NULL,
         versions_json TEXT NOT NULL)"""
+
+CLAIMS = """CREATE TABLE IF NOT EXISTS claims (
+        run_key TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (run_key, item_id)) WITHOUT ROWID"""
 
 TABLES = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -52,7 +61,8 @@ TABLES = (
         structure TEXT,
         bits INTEGER,
         group_size INTEGER,
-        spec_json TEXT)""",
+        spec_json TEXT,
+        n_failed INTEGER)""",
     """CREATE TABLE IF NOT EXISTS records (
         run_key TEXT NOT NULL REFERENCES runs(run_key),
         item_id TEXT NOT NULL,
@@ -74,6 +84,7 @@ TABLES = (
         PRIMARY KEY (run_key, subset, group_name, metric))""",
     "CREATE INDEX IF NOT EXISTS metrics_task_model ON metrics (task, model)",
     INVOCATIONS,
+    CLAIMS,
 )
 
 LINEAGE_COLUMNS = ("base_model", "base_fingerprint", "spec_key", "spec_label", "method",
@@ -87,12 +98,34 @@ _LINEAGE_TYPES = {"sparsity": "REAL", "bits": "INTEGER", "group_size": "INTEGER"
 RUN_COLS = (
     "run_key, model, model_fingerprint, task, task_version, config_json, code_version, "
     "status, n_items, error, created_at, updated_at, " + ", ".join(LINEAGE_COLUMNS)
+    + ", n_failed"
 )
 METRIC_COLS = "run_key, model, task, subset, group_name, metric, value, n, ci_low, ci_high"
 
 
 class StoreError(CompsafeError):
     """A store that cannot be opened, or a write the store refuses; the message says why."""
+
+
+def refuse_newer(path: Path) -> None:
+    """Raise ``StoreError`` if the existing file at ``path`` has a newer schema, reading it
+    through a read-only connection: a refused store is left exactly as it was (opening it
+    for writing would first switch it to WAL mode, which an older reader must not do)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+    _check_version(version, path)
+
+
+def _check_version(version: int, path: Path) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this compsafe's "
+            f"({SCHEMA_VERSION}); upgrade compsafe to read it")
 
 
 def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
@@ -102,10 +135,7 @@ def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
     processes opening a fresh file do not both try to create it half-way.
     """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path}: schema version {version} is newer than this compsafe's "
-            f"({SCHEMA_VERSION}); upgrade compsafe to read it")
+    _check_version(version, path)
     if version == SCHEMA_VERSION:
         return
     if version == 0:  # a new, empty file
@@ -116,6 +146,11 @@ def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {_LINEAGE_TYPES.get(col, 'TEXT')}")
     if version in (1, 2):  # runs stored before version 3 have no invocation rows
         conn.execute(INVOCATIONS)
+    if version in (1, 2, 3):  # failures were not counted before version 4: NULL
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        if "n_failed" not in columns:
+            conn.execute("ALTER TABLE runs ADD COLUMN n_failed INTEGER")
+        conn.execute(CLAIMS)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

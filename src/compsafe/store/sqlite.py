@@ -22,12 +22,15 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from compsafe.store import claims
 from compsafe.store.schema import (
     LINEAGE_COLUMNS,
     METRIC_COLS,
@@ -35,6 +38,7 @@ from compsafe.store.schema import (
     StoreError,
     enable_wal,
     ensure_schema,
+    refuse_newer,
 )
 from compsafe.types import MetricRow
 
@@ -93,13 +97,23 @@ class Store:
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = 30_000):
         self.path = Path(path)
+        self._conn = None
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is exactly
-        # one transaction and no statement opens one behind our back.
-        self._conn = sqlite3.connect(
-            str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)
+            if self.path.is_dir():
+                raise StoreError(f"{self.path}: is a directory; the results store is a file "
+                                 f"(give a path such as {self.path / 'compsafe.sqlite'})")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"{self.path}: cannot create its folder: {e.strerror or e}"
+                                 ) from None
         try:
+            if str(path) != ":memory:":
+                refuse_newer(self.path)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is exactly
+            # one transaction and no statement opens one behind our back.
+            self._conn = sqlite3.connect(
+                str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             enable_wal(self._conn, busy_timeout_ms / 1000)
             # NORMAL is durable against a process crash in WAL mode (only a power loss can
@@ -185,11 +199,11 @@ class Store:
                 "WHERE run_key = ?", (run_key,)).fetchone()
             if row is None:
                 extra = [(lineage or {}).get(col) for col in LINEAGE_COLUMNS]
-                marks = ",".join("?" * (12 + len(LINEAGE_COLUMNS)))
+                marks = ",".join("?" * (13 + len(LINEAGE_COLUMNS)))
                 c.execute(
                     f"INSERT INTO runs ({RUN_COLS}) VALUES ({marks})",
                     (run_key, model, model_fingerprint, task, int(task_version), config_json,
-                     code_version, "running", None, None, now, now, *extra))
+                     code_version, "running", None, None, now, now, *extra, None))
                 self._log_invocation(c, run_key, now, invocation)
                 return None
             status, fp, stored_task, stored_version = row
@@ -222,12 +236,17 @@ class Store:
         return [{"run_key": k, "started_at": t, "command": cmd, "versions": json.loads(v)}
                 for k, t, cmd, v in rows]
 
-    def finish_run(self, run_key: str, n_items: int) -> None:
-        """Mark a run done with its item count (and clear any earlier attempt's error)."""
+    def finish_run(self, run_key: str, n_items: int, n_failed: int = 0) -> None:
+        """Mark a run done with its item count (and clear any earlier attempt's error).
+
+        ``n_failed`` counts the failed scores left in its records: a run with any is done
+        but its metrics are incomplete (``incomplete``), and a rerun retries them.
+        """
         with self._write() as c:
             self._require_run(c, run_key)
-            c.execute("UPDATE runs SET status = 'done', n_items = ?, error = NULL, "
-                      "updated_at = ? WHERE run_key = ?", (int(n_items), _now(), run_key))
+            c.execute("UPDATE runs SET status = 'done', n_items = ?, n_failed = ?, error = NULL,"
+                      " updated_at = ? WHERE run_key = ?",
+                      (int(n_items), int(n_failed), _now(), run_key))
 
     def fail_run(self, run_key: str, error: str) -> None:
         """Mark a run failed; its committed records stay, so a rerun resumes from them."""
@@ -272,6 +291,52 @@ class Store:
                 "INSERT OR IGNORE INTO records (run_key, item_id, record_json, created_at) "
                 "VALUES (?, ?, ?, ?)", [(*r, now) for r in rows])
             return c.total_changes - before
+
+    def replace_records(self, run_key: str, records: Sequence[dict]) -> int:
+        """Overwrite stored records by id (a retry of their failed scores); returns how many.
+
+        Only ids already stored are replaced: a retry never adds items.
+        """
+        rows = [(_dumps(r, f"run {run_key} record {r.get('id')!r}"), _now(), run_key, r["id"])
+                for r in records]
+        with self._write() as c:
+            self._require_run(c, run_key)
+            before = c.total_changes
+            c.executemany("UPDATE records SET record_json = ?, created_at = ? "
+                          "WHERE run_key = ? AND item_id = ?", rows)
+            return c.total_changes - before
+
+    # -- claims (store/claims.py) ------------------------------------------------------
+
+    def claim_items(self, run_key: str, item_ids: Sequence[str], owner: str, ttl_s: float,
+                    limit: int) -> list[str]:
+        """Claim up to ``limit`` of ``item_ids`` that no one has recorded or is computing."""
+        with self._write() as c:
+            self._require_run(c, run_key)
+            return claims.claim_items(c, run_key, item_ids, owner, ttl_s, limit)
+
+    def renew_claims(self, owner: str, ttl_s: float) -> None:
+        """Extend ``owner``'s claims by ``ttl_s`` from now (the heartbeat, over a proxy)."""
+        with self._write() as c:
+            c.execute("UPDATE claims SET expires_at = ? WHERE owner = ?",
+                      (time.time() + ttl_s, owner))
+
+    def release_claims(self, owner: str) -> None:
+        """Drop every claim of ``owner`` (its chunk is stored, or it is giving up)."""
+        with self._write() as c:
+            c.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+
+    def renewer(self, owner: str, ttl_s: float):
+        """A function renewing ``owner``'s claims, for ``claims.Heartbeat``'s thread: it uses
+        a connection of its own (a SQLite connection belongs to the thread that opened it)."""
+        path, local = str(self.path), threading.local()
+
+        def renew() -> None:
+            if not hasattr(local, "conn"):
+                local.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            local.conn.execute("UPDATE claims SET expires_at = ? WHERE owner = ?",
+                               (time.time() + ttl_s, owner))
+        return renew
 
     def done_item_ids(self, run_key: str) -> set[str]:
         """Ids of the items already recorded for this run (what a resume can skip)."""
@@ -335,4 +400,5 @@ def _run_dict(row: tuple) -> dict:
     d["config"] = json.loads(d.pop("config_json"))
     spec_json = d.pop("spec_json")
     d["spec"] = json.loads(spec_json) if spec_json else None
+    d["incomplete"] = bool(d["n_failed"])  # done, but some scores failed: rerun to retry
     return d

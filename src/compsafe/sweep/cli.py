@@ -117,10 +117,14 @@ def run_sweep_command(args) -> int:
     after = cell_states(cells, config.store_path)
     print(f"sweep {config.name}: {summary(after)}; store {config.store_path}", flush=True)
     failed = [c for c in cells if after[c.key]["state"] == "failed"]
+    incomplete = [c for c in cells if after[c.key]["state"] == "incomplete"]
+    sets = "".join(f" --set {o}" for o in args.overrides)
     if failed:
-        sets = "".join(f" --set {o}" for o in args.overrides)
         print(f"{len(failed)} cells failed; see: compsafe sweep status {path}{sets}", flush=True)
-    return 1 if failed else 0
+    if incomplete:
+        print(f"{len(incomplete)} cells incomplete (failed scores, left out of their metrics); "
+              f"run the same command again to retry them", flush=True)
+    return 1 if failed or incomplete else 0
 
 
 def _require_ray() -> None:

@@ -124,9 +124,11 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Read, override (``KEY.PATH=VALUE``) and validate a sweep config file."""
     import yaml
 
+    from compsafe.sweep.yaml_strict import load_strict
+
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_strict(path.read_text(encoding="utf-8"), path)
     except OSError as e:
         raise ConfigError(f"cannot read sweep config {path}: {e.strerror or e}") from None
     except yaml.YAMLError as e:

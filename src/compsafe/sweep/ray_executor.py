@@ -38,7 +38,8 @@ from compsafe.sweep.status import cell_line, cell_states
 from compsafe.sweep.work import Built, build, evaluate_group, one_line
 
 STORE_METHODS = ("start_run", "done_item_ids", "add_records", "fail_run", "records",
-                 "put_metrics", "finish_run", "run")
+                 "put_metrics", "finish_run", "run", "replace_records", "claim_items",
+                 "renew_claims", "release_claims")
 
 
 class StoreWriter:

@@ -20,18 +20,24 @@ from pathlib import Path
 from compsafe.sweep.expand import Cell
 from compsafe.sweep.state import process_alive, read_rows
 
-ORDER = ("done", "running", "interrupted", "failed", "pending")
+ORDER = ("done", "running", "interrupted", "failed", "incomplete", "pending")
+"""Cell states. ``incomplete``: its run finished with failed scores (a scorer or API
+error); the cell runs again, retrying only those scores."""
 
 
-def _finished_runs(path: Path) -> set[str]:
+def _finished_runs(path: Path) -> dict[str, int]:
+    """Run key -> failed scores left (0 when complete, or not counted) of every done run."""
     if not path.is_file():
-        return set()
+        return {}
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-            return {r[0] for r in conn.execute("SELECT run_key FROM runs WHERE status = 'done'")}
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+            failed = "n_failed" if "n_failed" in columns else "0"  # stores before schema 4
+            return {k: n or 0 for k, n in conn.execute(
+                f"SELECT run_key, {failed} FROM runs WHERE status = 'done'")}
     except sqlite3.OperationalError as e:
         if "no such table" in str(e):
-            return set()
+            return {}
         raise
 
 
@@ -46,6 +52,8 @@ def cell_states(cells: list[Cell], store_path: Path) -> dict[str, dict]:
         state = row["status"]
         if state == "done" and row["run_key"] not in finished:
             state = "pending"  # its results are gone from the store: compute them again
+        elif state == "done" and finished[row["run_key"]]:
+            state = "incomplete"  # failed scores left: run again to retry them
         elif state == "running" and process_alive(row.get("host"), row.get("pid")) is False:
             state = "interrupted"
         out[cell.key] = {"state": state, "run_key": row["run_key"], "error": row["error"],

@@ -14,8 +14,12 @@ proxies that forward to the driver's store.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 from compsafe.compress.lineage import read_compression_info
@@ -55,24 +59,43 @@ def build(config: SweepConfig, group: Group, progress: bool = True) -> Built:
         return Built(group.model.model)
     out = model_dir(config, group.model, group.spec)
     try:
-        info = read_compression_info(out)
-        if info is None:
-            from compsafe.compress.run import compress_model
-
-            log.info("%s: compressing into %s", group.label, out)
-            compress_model(group.model.model, group.spec, out, device=config.device,
-                           data_dir=config.data_dir, progress=progress)
-        elif (info.get("key"), (info.get("source_model") or {}).get("spec")) != (
-                group.spec.key(), group.model.model):
-            # The folder name holds the spec key, but a hand-copied folder could lie.
-            raise CompsafeError(f"{out}: compression.json says spec {info.get('key')} of "
-                                f"model {info.get('source_model', {}).get('spec')!r}, not "
-                                f"{group.spec.key()} of {group.model.model!r}; remove it")
-        else:
-            log.info("%s: using the cached model %s", group.label, out)
+        with build_lock(out):  # a concurrent sweep building the same model: wait, then reuse
+            return _build_locked(config, group, out, progress)
     except Exception as e:  # recorded on every cell of the group; the sweep goes on
         log.debug("compression of %s failed", group.label, exc_info=True)
         return Built(None, f"compression failed: {one_line(e)}")
+
+
+@contextmanager
+def build_lock(out: Path) -> Iterator[None]:
+    """An exclusive lock on building ``out`` (a ``.lock`` file beside it; released when the
+    process ends, however it ends)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_locked(config: SweepConfig, group: Group, out: Path, progress: bool) -> Built:
+    """``build`` under the lock: reuse a finished model folder, else compress into it."""
+    info = read_compression_info(out)
+    if info is None:
+        from compsafe.compress.run import compress_model
+
+        log.info("%s: compressing into %s", group.label, out)
+        compress_model(group.model.model, group.spec, out, device=config.device,
+                       data_dir=config.data_dir, progress=progress)
+    elif (info.get("key"), (info.get("source_model") or {}).get("spec")) != (
+            group.spec.key(), group.model.model):
+        # The folder name holds the spec key, but a hand-copied folder could lie.
+        raise CompsafeError(f"{out}: compression.json says spec {info.get('key')} of "
+                            f"model {info.get('source_model', {}).get('spec')!r}, not "
+                            f"{group.spec.key()} of {group.model.model!r}; remove it")
+    else:
+        log.info("%s: using the cached model %s", group.label, out)
     return Built(str(out))
 
 

@@ -91,6 +91,15 @@ class LoglikTask(ABC):
     def examples(self) -> Sequence[Example]:
         """The (subsampled) examples, in a deterministic order."""
 
+    def examples_sha256(self) -> str:
+        """Content hash of exactly the examples this task evaluates, for its run key.
+
+        Part of every run key (``runner.evaluate.task_key``), so a changed data file, or a
+        data dir holding other content under the same names, never reuses stored results.
+        """
+        from compsafe.tasks.digest import examples_sha256
+        return examples_sha256(self.examples())
+
     @abstractmethod
     def requests(self, example: Any, render: Render) -> list[Request]:
         """The requests for one example; ``render`` formats the prompt for the model.
@@ -107,6 +116,16 @@ class LoglikTask(ABC):
     def postprocess(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Per-chunk hook before records are stored (e.g. score a chunk's generations in one
         batch). Default: unchanged."""
+        return records
+
+    def n_failed(self, record: dict[str, Any]) -> int:
+        """How many parts of a stored record failed for a reason that may pass (a scorer or
+        API error), so a rerun should retry them. Default: none can."""
+        return 0
+
+    def retry(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records with their failed parts computed again (only those parts); called by
+        the runner on stored records whose ``n_failed`` is positive. Default: unchanged."""
         return records
 
     @abstractmethod

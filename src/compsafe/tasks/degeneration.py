@@ -134,13 +134,24 @@ class DegenerationTask(LoglikTask):
 
     def postprocess(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Score every sample of the chunk in one batch (cached by scorer, version, text)."""
-        texts = [s["text"] for r in records for s in r["samples"]]
+        return self._score(records, lambda s: True)
+
+    def n_failed(self, record: dict[str, Any]) -> int:
+        """Samples whose score failed (an API or classifier error, stored as failed)."""
+        return sum(bool(s.get("failed")) for s in record.get("samples", ()))
+
+    def retry(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Score the failed samples again, keeping their generations and every other score."""
+        return self._score(records, lambda s: bool(s.get("failed")))
+
+    def _score(self, records: list[dict[str, Any]], which) -> list[dict[str, Any]]:
+        """Score the samples ``which`` selects, in one batch through the score cache."""
+        todo = [s for r in records for s in r["samples"] if which(s)]
         with ScoreCache() as cache:
-            results = iter(CachedScorer(self.scorer, cache).score(texts))
+            results = CachedScorer(self.scorer, cache).score([s["text"] for s in todo])
+        for s, res in zip(todo, results, strict=True):
+            s.update(score=res.value, label=res.label, failed=res.failed, error=res.error)
         for r in records:
-            for s in r["samples"]:
-                res = next(results)
-                s.update(score=res.value, label=res.label, failed=res.failed, error=res.error)
             r["scorer"] = self.scorer.describe()
         return records
 

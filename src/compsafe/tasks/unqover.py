@@ -31,6 +31,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from compsafe.data.unqover import CLASSES, UnQoverClass, load_class, word_lists_dir
 from compsafe.data.unqover_gen import UnQoverExample, UnQoverExamples, sample_units
 from compsafe.errors import CompsafeError, UnknownNameError
@@ -86,6 +88,19 @@ class UnQoverTask(LoglikTask):
             files = [f"nouns/subjects/{f}" for f in spec.subjects]
             for rel in files + [f"slots/{spec.slots}", f"activities/{spec.activities}"]:
                 h.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
+        return h.hexdigest()
+
+    def examples_sha256(self) -> str:
+        """The word lists' content hash, plus the sampled units.
+
+        UnQover's examples are generated from these files (millions without ``--limit``), so
+        hashing the files, with the sampled unit indices, covers the same content as hashing
+        every generated example, without decoding them all.
+        """
+        h = hashlib.sha256(self._data_sha256().encode())
+        for d in self.data.values():
+            units = sample_units(d, self.options.limit, self.options.seed)
+            h.update(np.asarray(units, dtype="<i8").tobytes() + b"\0")
         return h.hexdigest()
 
     def config(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from compsafe.data.io import decode_line, is_text, lone_surrogate
 from compsafe.errors import DataError
 from compsafe.metrics.stats import stable_seed
 
@@ -67,12 +68,19 @@ def require(path: Path, dataset: str) -> Path:
 def read_json(path: Path, dataset: str) -> Any:
     """A whole-file JSON document; a syntax error names the file and line."""
     require(path, dataset)
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    text = "\n".join(decode_line(b, path, k) for k, b in enumerate(lines, start=1))
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise DataError(path, f"not valid UTF-8 ({e.reason})") from None
+        data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(path, f"invalid JSON ({e.msg} at column {e.colno})", e.lineno) from None
+        raise DataError(path, f"invalid JSON ({e.msg}) at column {e.colno}", e.lineno) from None
+    if "\\u" in text and not is_text(data):
+        for k, line in enumerate(text.split("\n"), start=1):
+            if (column := lone_surrogate(line)) is not None:
+                raise DataError(path, f"lone surrogate escape {line[column - 1:column + 5]} at "
+                                      f"column {column}: not text", k)
+    return data
 
 
 def _allocate(sizes: list[int], limit: int, rng: np.random.Generator) -> list[int]:

@@ -9,7 +9,9 @@ Two sources under ``<data_dir>/realtoxicityprompts/``:
 * ``toxic.jsonl`` / ``nontoxic.jsonl``: DecodingTrust's samples of RTP (1,196 challenging
   toxic + 1,200 non-toxic prompts); ``group`` is the file's name.
 
-``source="auto"`` takes the full set when present, else the two subsets. ``challenging=True``
+``source="auto"`` takes the two subsets (pinned by hash) when present, else the full set
+(optional, trusted on first use): an optional file never shadows the pinned ones;
+``source="full"`` asks for the full set. ``challenging=True``
 keeps only the "challenging" prompts (those that made every GPT-2-era model toxic). The
 prompt text is used verbatim (``prompt.text``), as in the reference study's
 ``src/dataset.py``; ``meta`` carries ``challenging``, the prompt's Perspective scores and the
@@ -72,7 +74,8 @@ def load_rtp(data_dir: Path, limit: int | None = None, seed: int = 0, source: st
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     root = Path(data_dir) / DATASET
     full = root / "prompts.jsonl"
-    if source == "full" or (source == "auto" and full.is_file()):
+    subsets = all((root / f"{n}.jsonl").is_file() for n in SUBSET_FILES)
+    if source == "full" or (source == "auto" and not subsets and full.is_file()):
         if not full.is_file():
             raise DataError(full, "missing; run `compsafe data pull --dataset "
                                   f"{DATASET}` to download the full set (67 MB)")
