@@ -4,6 +4,7 @@ the model's input. A toy task and a fake model, offline."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from compsafe.report.load import load_tidy
@@ -13,9 +14,14 @@ from compsafe.tasks.base import LoglikTask
 from compsafe.types import LoglikRequest, LoglikResponse, MetricRow, PromptFormat, TaskOptions
 
 
+@dataclass(frozen=True)
 class Item:
-    def __init__(self, i: int):
-        self.id, self.text = f"q{i}", f"Question {i}?"
+    id: str
+    text: str
+
+    @classmethod
+    def of(cls, i: int) -> Item:
+        return cls(f"q{i}", f"Question {i}?")
 
 
 class ToyTask(LoglikTask):
@@ -27,7 +33,7 @@ class ToyTask(LoglikTask):
         return {"items": 2}
 
     def examples(self):
-        return [Item(0), Item(1)]
+        return [Item.of(0), Item.of(1)]
 
     def requests(self, example, render):
         return [LoglikRequest(render(example.text), " yes")]
@@ -82,8 +88,9 @@ def test_default_protocol_keeps_the_run_key_of_earlier_runs(tmp_path):
     with Store(tmp_path / "s.sqlite") as st:
         result = evaluate_task(FakeModel(), task, st, progress=False)
     # the key as computed before protocols existed: no "extra"
-    assert result.run_key == run_key("fp-fake", "toy", 1, task.config(),
-                                     PromptFormat().to_dict(), __version__)
+    config = {**task.config(), "examples_sha256": task.examples_sha256()}
+    assert result.run_key == run_key("fp-fake", "toy", 1, config, PromptFormat().to_dict(),
+                                     __version__)
 
 
 def test_named_chat_template_reaches_the_model(tmp_path):
