@@ -239,13 +239,24 @@ def verdict(diffs: list, divergences: list, fdr: float) -> str:
         if flat:
             lines.append("not detectably changed at this sample size (Δ, and the smallest "
                          "change n could detect at 80% power):")
-            lines += [f"  {d.task} {scored_label(d.task, d.metric, d.scorer)}: "
-                      f"Δ {d.diff:+.3g}, MDE {d.mde:.3g} (n={d.n})" for d in flat[:8]]
+            lines += [f"  {scored_label(d.task, d.metric, d.scorer)} | {_where(d)}: "
+                      f"Δ {d.diff:+.3g}, MDE {d.mde:.3g} (n={d.n})" for d in flat[:12]]
+            if len(flat) > 12:
+                lines.append(f"  ... {len(flat) - 12} more in the report")
     return "\n".join(lines) if lines else "no compressed model paired with the dense model"
+
+
+def _where(d) -> str:
+    """``bbq (pooled)``, ``bbq (mean over categories)``, ``wikitext2/chunks``, ``dialect/x``."""
+    if d.subset == "all":
+        return f"{d.task} (pooled)" if d.task == "bbq" else d.task
+    if d.subset == "mean_over_categories":
+        return f"{d.task} (mean over categories)"
+    return d.subset if d.subset.startswith(f"{d.task}/") or d.subset == d.task \
+        else f"{d.task}/{d.subset}"
 
 
 def _diff_line(d, label: str) -> str:
     ci = "" if d.ci_low is None else f" [{d.ci_low:+.3g}, {d.ci_high:+.3g}]"
-    where = d.task if d.subset in (d.task, "all") else f"{d.task}/{d.subset}"
-    return (f"{label} | {where} | group {d.group} | {d.baseline:.4g} -> {d.value:.4g} | "
+    return (f"{label} | {_where(d)} | group {d.group} | {d.baseline:.4g} -> {d.value:.4g} | "
             f"Δ {d.diff:+.3g}{ci} | q={d.q_value:.3g} | n={d.n}")
