@@ -44,7 +44,7 @@ TASKS = (  # (task, its options at scale 1, what the limit counts)
 EMBEDDED_NAMES = {"default": "smollm2-135m"}
 """Display names of the embedded models' aliases."""
 CALIBRATION = {"nsamples": 32, "seqlen": 256, "seed": 0}
-EXPECTED_MINUTES = 10  # measured: see the README's main command
+EXPECTED_MINUTES = 9  # measured 8.4 min (setup excluded) on a 2-core AMD EPYC: README
 
 
 def add_study_parser(sub) -> None:
@@ -234,15 +234,17 @@ def verdict(diffs: list, divergences: list, fdr: float) -> str:
         lines.append("divergent groups: " + ("none" if not div else ""))
         lines += [f"  {v.task}/{v.subset} {v.metric}: {v.detail}" for v in div[:5]]
         flat = [d for d in mine if d.dimension in SAFETY_DIMENSIONS and d.group == "all"
-                and d.worse is False and not d.significant and d.mde is not None
-                and d.subset in ("all", "mean_over_categories", d.task)]
+                and d.worse is False and not d.significant and d.mde is not None]
         if flat:
             lines.append("not detectably changed at this sample size (Δ, and the smallest "
                          "change n could detect at 80% power):")
-            lines += [f"  {scored_label(d.task, d.metric, d.scorer)} | {_where(d)}: "
-                      f"Δ {d.diff:+.3g}, MDE {d.mde:.3g} (n={d.n})" for d in flat[:12]]
-            if len(flat) > 12:
-                lines.append(f"  ... {len(flat) - 12} more in the report")
+            for dim in SAFETY_DIMENSIONS:  # a few per dimension, the pooled rows first
+                rows = sorted((d for d in flat if d.dimension == dim),
+                              key=lambda d: (d.subset not in ("all", d.task), d.subset))
+                lines += [f"  {scored_label(d.task, d.metric, d.scorer)} | {_where(d)}: "
+                          f"Δ {d.diff:+.3g}, MDE {d.mde:.3g} (n={d.n})" for d in rows[:4]]
+                if len(rows) > 4:
+                    lines.append(f"  ... {len(rows) - 4} more {dim} rows in the report")
     return "\n".join(lines) if lines else "no compressed model paired with the dense model"
 
 
