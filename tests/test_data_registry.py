@@ -103,6 +103,16 @@ def test_unknown_dataset_lists_known_ones():
 
 
 @needs_mirror
+def test_optional_files_absent_from_the_mirror_are_not_reported_missing(tmp_path):
+    """RTP's full set and HELM's TwitterAAE tweets are optional and not mirrored: a complete
+    import says so apart, instead of "3 missing"."""
+    report = import_mirror(MIRROR, tmp_path / "cache",
+                           datasets=["realtoxicityprompts", "twitteraae"], progress=False)
+    assert not report.missing and len(report.optional_missing) == 3
+    assert report.summary().endswith("0 missing, 0 failed (3 optional files not in the source)")
+
+
+@needs_mirror
 def test_import_real_mirror(tmp_path):
     dest = tmp_path / "cache"
     wanted = ["bbq", "unqover", "stereoset"]

@@ -61,6 +61,7 @@ class PullReport:
     imported: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    optional_missing: list[str] = field(default_factory=list)  # not needed by any task
     failed: list[Failure] = field(default_factory=list)
     verb: str = "imported"
 
@@ -71,6 +72,8 @@ class PullReport:
     def summary(self) -> str:
         line = (f"{len(self.imported)} {self.verb}, {len(self.skipped)} already present, "
                 f"{len(self.missing)} missing, {len(self.failed)} failed")
+        if self.optional_missing:  # a mirror without them is complete for every task
+            line += f" ({len(self.optional_missing)} optional files not in the source)"
         if self.failed:  # the first failure says why; report.failed lists them all
             more = len(self.failed) - 1
             line += f"; first failure: {self.failed[0]}" + (f" (+{more} more)" if more else "")
@@ -230,7 +233,7 @@ def import_mirror(src_dir: str | Path, dest: str | Path | None = None,
             if cache.has_good_copy(s):
                 report.skipped.append(s.path)
             elif not origin.is_file():
-                report.missing.append(s.path)
+                (report.optional_missing if s.optional else report.missing).append(s.path)
             else:
                 _inside(origin, src)
                 check = partial(check_unpinned, s.path, shown_as=origin)
