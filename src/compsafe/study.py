@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from compsafe.compress.spec import Calibration, CompressionSpec
@@ -182,16 +183,31 @@ def report(store: Path, out: Path, fdr: float):
     from compsafe.report.divergent import divergent_groups
     from compsafe.report.paired import paired_diffs
 
+    signature = store_signature(store, fdr)
+    stamp, saved, index = out / ".store-signature", out / ".paired.json", out / "index.html"
+    if index.is_file() and saved.is_file() and stamp.is_file() \
+            and stamp.read_text() == signature:
+        stage("report: the store has not changed since it was written; reusing it")
+        diffs, divergences = load_paired(saved)
+        return index, diffs, divergences
     stage("paired differences and report")
     diffs = paired_diffs(store, fdr=fdr)
     divergences = divergent_groups(diffs)
-    signature = store_signature(store, fdr)
-    stamp = out / ".store-signature"
-    index = out / "index.html"
-    if not (index.is_file() and stamp.is_file() and stamp.read_text() == signature):
-        index = build_report(store, out, ReportOptions(fdr=fdr), diffs=diffs)
-        stamp.write_text(signature)
+    index = build_report(store, out, ReportOptions(fdr=fdr), diffs=diffs)
+    saved.write_text(json.dumps({"diffs": [asdict(d) for d in diffs],
+                                 "divergences": [asdict(v) for v in divergences]}))
+    stamp.write_text(signature)
     return index, diffs, divergences
+
+
+def load_paired(path: Path) -> tuple[list, list]:
+    """The paired differences and divergences saved with the report."""
+    from compsafe.report.divergent import Divergence
+    from compsafe.report.paired import PairedDiff
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return ([PairedDiff(**d) for d in data["diffs"]],
+            [Divergence(**{**v, "groups": tuple(v["groups"])}) for v in data["divergences"]])
 
 
 def store_signature(store: Path, fdr: float) -> str:
