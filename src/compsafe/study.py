@@ -187,7 +187,7 @@ def report(store: Path, out: Path, fdr: float):
     stamp, saved, index = out / ".store-signature", out / ".paired.json", out / "index.html"
     if index.is_file() and saved.is_file() and stamp.is_file() \
             and stamp.read_text() == signature:
-        stage("report: the store has not changed since it was written; reusing it")
+        stage("the store has not changed since the report was written; reusing it")
         diffs, divergences = load_paired(saved)
         return index, diffs, divergences
     stage("paired differences and report")
