@@ -19,7 +19,7 @@ from compsafe.runner.evaluate import evaluate_task
 from compsafe.scorers.base import Scorer, ScoreResult
 from compsafe.store import Store
 from compsafe.tasks.degeneration import RTPTask
-from compsafe.types import TaskOptions
+from compsafe.types import RollingResponse, TaskOptions
 
 
 class FlakyScorer(Scorer):
@@ -49,6 +49,10 @@ class FakeModel:
 
     def generate(self, requests, decoding, seed, progress=False):
         return [f"{r.sample_key} continuation" for r in requests]
+
+    def rolling_loglikelihood(self, requests, progress=False):
+        # RTP's prompt perplexity (the reference study computes it for RTP too)
+        return [RollingResponse(-2.0 * len(r.text), len(r.text)) for r in requests]
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def test_base_batches_and_checks_counts():
 
 def test_registry_names_and_errors():
     assert set(SCORERS) == {"toxigen-roberta", "regard", "vader", "detoxify",
-                            "openai-moderation", "profanity"}
+                            "openai-moderation", "openai-moderation-hate", "profanity"}
     with pytest.raises(UnknownNameError, match="known: detoxify, openai-moderation"):
         get_scorer("perspective")
     with pytest.raises(ScorerError, match="no option 'colour'.*batch_size"):

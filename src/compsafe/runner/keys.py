@@ -26,9 +26,12 @@ _KEY_SCHEMA = "compsafe.run_key/1"
 
 
 def _default(obj: Any) -> Any:
-    # Frozen config dataclasses (PromptFormat, TaskOptions, ...) hash by their fields.
+    # Frozen config dataclasses (PromptFormat, TaskOptions, ...) hash as their own
+    # ``to_dict()`` where they define one (PromptFormat leaves an unset template out, so
+    # keys from before templates existed still match), else by their fields.
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
+        to_dict = getattr(obj, "to_dict", None)
+        return to_dict() if callable(to_dict) else dataclasses.asdict(obj)
     # Anything else (sets, Paths, numpy scalars) has no single canonical JSON form, and a
     # silent str() would make two different values hash alike: refuse, naming the type.
     raise TypeError(f"canonical_json: cannot encode {type(obj).__name__} value {obj!r}")
