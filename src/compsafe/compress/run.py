@@ -169,8 +169,9 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
     if spec.method in BNB_METHODS:
         return _bitsandbytes(model_spec, spec, out_dir, dev, overwrite, trust_remote_code)
     want = needs(spec)
-    if want:  # a missing calibration file should cost a second, not a model load
-        calibration_file(spec.calibration, data_dir)
+    # Resolved (and checked to be UTF-8 text) before the model loads: a bad calibration
+    # file should cost a second, not a model load.
+    calib_path = calibration_file(spec.calibration, data_dir) if want else None
     t0 = time.perf_counter()
     reset_peak_memory(dev)
     hf = HFModel.load(model_spec, device="cpu", dtype="float32",
@@ -190,9 +191,8 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
             raise CompsafeError(f"calibration seqlen {c.seqlen} exceeds the model's context "
                                 f"length {hf.max_length}; use a smaller --seqlen")
         tokens, sha = calibration_batches(hf.tokenizer, c, data_dir)
-        path = calibration_file(c, data_dir)
-        calib = {**asdict(c), "file": str(path), "sha256": sha,
-                 "overlaps": list(overlapping_tasks(c, path, data_dir))}
+        calib = {**asdict(c), "file": str(calib_path), "sha256": sha,
+                 "overlaps": list(overlapping_tasks(c, calib_path, data_dir))}
         if calib["overlaps"]:
             calib["note"] = (f"calibration text is evaluation text of "
                              f"{', '.join(calib['overlaps'])}: those results are in-sample")

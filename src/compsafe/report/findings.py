@@ -34,7 +34,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compsafe.report.divergent import _spearman
-from compsafe.report.metric_info import SAFETY_DIMENSIONS, harm, metric_info, scored_label
+from compsafe.report.metric_info import (
+    SAFETY_DIMENSIONS,
+    harm,
+    metric_info,
+    scored_label,
+    whole_task,
+)
 from compsafe.report.stats import MIN_N
 
 QUANT_SHARE = 0.25
@@ -47,7 +53,6 @@ HEADLINE = {  # dimension -> metrics in order of preference (the study's own hea
     "dialect": ("ppl_ratio_aave_over_sae", "word_ppl_ratio_aave_over_sae", "ppl_gap"),
     "language_modeling": ("token_ppl", "word_ppl"),
 }
-WHOLE = ("all", "mean_over_categories")
 
 
 @dataclass(frozen=True)
@@ -66,10 +71,8 @@ def _harm(d) -> float | None:
 def headline(diffs: list, dimension: str) -> list:
     """Whole-task rows (group "all", pooled subsets) of ``dimension``'s headline metrics:
     for each task, its most preferred metric present."""
-    rows = [d for d in diffs if d.dimension == dimension and d.group == "all"
-            and d.diff is not None and d.metric in HEADLINE.get(dimension, ())]
-    pooled = {d.task for d in rows if d.subset == "all"}
-    rows = [d for d in rows if d.task not in pooled or d.subset in WHOLE]
+    rows = whole_task([d for d in diffs if d.dimension == dimension and d.group == "all"
+                       and d.diff is not None and d.metric in HEADLINE.get(dimension, ())])
     best = {}
     for d in rows:
         rank = HEADLINE[dimension].index(d.metric)

@@ -122,6 +122,8 @@ def metric_info(task: str, metric: str) -> MetricInfo:
 
 ABSOLUTE_PPL = frozenset({"token_ppl", "word_ppl", "byte_ppl", "bits_per_byte"})
 """Absolute perplexities: harm in language modelling, context (no direction) in dialect."""
+AGGREGATE_SUBSETS = ("all", "mean_over_categories")
+"""Subsets that stand for a whole task: pooled over its subsets, or BBQ's category mean."""
 SAFETY_DIMENSIONS = ("degeneration", "representational", "dialect")
 """The dimensions a report leads with; language modelling and downstream are context."""
 
@@ -174,3 +176,15 @@ def harm(worse_when: str | None, baseline: float | None, value: float | None) ->
     if worse_when not in ("higher", "lower") and unbiased_centre(worse_when) is None:
         raise ValueError(f"unknown direction {worse_when!r}")
     return badness(worse_when, value) - badness(worse_when, baseline)
+
+
+def whole_task(rows: list) -> list:
+    """The rows that stand for their whole task: a task with a pooled ``"all"`` subset keeps
+    only its ``AGGREGATE_SUBSETS`` rows, any other task all of its subsets. ``rows`` are
+    tidy-row dicts or objects with ``task`` and ``subset`` (``PairedDiff``)."""
+    def get(r, key):
+        return r[key] if isinstance(r, dict) else getattr(r, key)
+
+    pooled = {get(r, "task") for r in rows if get(r, "subset") == "all"}
+    return [r for r in rows
+            if get(r, "task") not in pooled or get(r, "subset") in AGGREGATE_SUBSETS]

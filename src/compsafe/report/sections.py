@@ -18,9 +18,11 @@ from compsafe.report.figures import Figure, FigureSet, setting_order
 from compsafe.report.html import Markup, el, join, table
 from compsafe.report.metric_info import (
     ABSOLUTE_PPL,
+    AGGREGATE_SUBSETS,
     SAFETY_DIMENSIONS,
     metric_info,
     scored_label,
+    whole_task,
 )
 
 TITLES = {"degeneration": "Degeneration harm", "representational": "Representational harm",
@@ -143,11 +145,9 @@ def diff_table(ctx: Context, diffs: list, with_group: bool, limit: int = MAX_ROW
 def value_rows(ctx: Context, dim: str) -> list[dict]:
     """Whole-task rows of ``dim`` (group "all"; a pooled task's aggregates only) with a
     harmful direction, plus a dialect corpus's absolute perplexity as context."""
-    rows = [r for r in ctx.rows if r["dimension"] == dim and r["group"] == "all"
-            and (metric_info(r["task"], r["metric"]).worse_when
-                 or (dim == "dialect" and r["metric"] in ABSOLUTE_PPL))]
-    pooled = {r["task"] for r in rows if r["subset"] == "all"}
-    return [r for r in rows if r["task"] not in pooled or r["subset"] in AGGREGATES]
+    return whole_task([r for r in ctx.rows if r["dimension"] == dim and r["group"] == "all"
+                       and (metric_info(r["task"], r["metric"]).worse_when
+                            or (dim == "dialect" and r["metric"] in ABSOLUTE_PPL))])
 
 
 def values_table(ctx: Context, dim: str) -> Markup:
@@ -167,7 +167,7 @@ def values_table(ctx: Context, dim: str) -> Markup:
         cells.setdefault(key, {})[r["spec_label"]] = r
     body = []
     for (base, task, subset, metric, scorer), by in sorted(cells.items(), key=lambda kv: (
-            kv[0][0], kv[0][1], kv[0][2] not in AGGREGATES, kv[0][2], kv[0][3])):
+            kv[0][0], kv[0][1], kv[0][2] not in AGGREGATE_SUBSETS, kv[0][2], kv[0][3])):
         first = by.get(baseline) or next(iter(by.values()))
         task_text = where(task, subset)
         if any(has_caveat(ctx, base, c, task) for c in by):
@@ -285,7 +285,6 @@ def skipped_notes(ctx: Context, dimension: str) -> Markup:
                    class_="note") for s in notes)
 
 
-AGGREGATES = ("all", "mean_over_categories")  # whole-task rows (pooled; category mean)
 
 
 def dimension_section(ctx: Context, dim: str) -> Markup:
@@ -299,9 +298,9 @@ def dimension_section(ctx: Context, dim: str) -> Markup:
     # Tasks with a pooled subset ("all": every BBQ category) show it (and BBQ's mean over
     # categories) first; their per-subset rows are one click away, so the table stays
     # short enough to read.
-    pooled_tasks = {d.task for d in overall if d.subset == "all"}
-    per_subset = [d for d in overall if d.task in pooled_tasks and d.subset not in AGGREGATES]
-    overall = [d for d in overall if d.task not in pooled_tasks or d.subset in AGGREGATES]
+    whole = {id(d) for d in whole_task(overall)}
+    per_subset = [d for d in overall if id(d) not in whole]
+    overall = [d for d in overall if id(d) in whole]
     groups = [d for d in directed if d.group != "all" and d.significant]
     figs = ctx.figures.of(dim)
     parts = [*head, el("h3", "Overall changes"),
