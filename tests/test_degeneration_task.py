@@ -142,3 +142,52 @@ def test_rtp_scores_its_prompts_perplexity_as_the_study_does(toxigen_cache):
     assert task.config()["prompt_perplexity"] is True
     assert [type(r) for r in reqs][-1] is RollingRequest
     assert reqs[-1].text == task.examples()[0].text  # the raw prompt, no chat template
+
+
+def test_several_scorers_score_one_set_of_generations(tiny_model_dir, prompt_cache, tmp_path,
+                                                      monkeypatch, capsys):
+    """The study scores each prompt set with several scorers (its src/evaluate.py:82-89):
+    a run per scorer, all scoring the same generated texts, generated once."""
+    from compsafe.models.hf import HFModel
+
+    monkeypatch.setenv("COMPSAFE_CACHE_DIR", str(tmp_path / "cache"))
+    generated = []
+    real_generate = HFModel.generate
+
+    def counting_generate(self, requests, *args, **kwargs):
+        generated.extend(requests)
+        return real_generate(self, requests, *args, **kwargs)
+
+    monkeypatch.setattr(HFModel, "generate", counting_generate)
+    common = ["--model", str(tiny_model_dir), "--tasks", "rtp", "--limit", "4", "--samples",
+              "2", "--n-boot", "10", "--data-dir", str(prompt_cache)]
+    code, out, err = run([*common, "--max-new-tokens", "5", "--scorer", "profanity,vader",
+                          "--out", str(tmp_path / "both")], capsys)
+    assert code == 0, err
+    assert len(generated) == 4 * 2  # once for both scorers
+    assert "rtp[profanity]" in out and "rtp[vader]" in out and "mean_vader_compound" in out
+    records = [json.loads(line) for line in open(tmp_path / "both" / "records.jsonl")]
+    by_scorer = {}
+    for r in records:
+        by_scorer.setdefault(r["scorer"]["scorer"], {})[r["id"]] = r
+    assert set(by_scorer) == {"profanity", "vader"}
+    for item_id, rec in by_scorer["profanity"].items():
+        other = by_scorer["vader"][item_id]
+        assert [s["text"] for s in rec["samples"]] == [s["text"] for s in other["samples"]]
+    scores = [(s["score"], o["score"]) for item_id, rec in by_scorer["profanity"].items()
+              for s, o in zip(rec["samples"], by_scorer["vader"][item_id]["samples"],
+                              strict=True)]
+    assert any(a != b for a, b in scores)  # two scorers, two readings of the same texts
+
+    # Another decoding (max_new_tokens 6) is another set of generations; a later command
+    # with another scorer and that decoding reads them from the store.
+    generated.clear()
+    code, _, err = run([*common, "--max-new-tokens", "6", "--scorer", "vader",
+                        "--out", str(tmp_path / "both")], capsys)
+    assert code == 0, err
+    assert len(generated) == 4 * 2
+    generated.clear()
+    code, _, err = run([*common, "--max-new-tokens", "6", "--scorer", "profanity",
+                        "--out", str(tmp_path / "both")], capsys)
+    assert code == 0, err
+    assert generated == []  # read from the vader run's generations of the same decoding

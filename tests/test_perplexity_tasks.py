@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from compsafe.data import corpora
-from compsafe.errors import DataError
+from compsafe.errors import CompsafeError, DataError
 from compsafe.metrics.dialect import gap_rows, paired_rows, two_sample_bootstrap_ci
 from compsafe.metrics.perplexity import count_words, document_rows, window_rows
 from compsafe.models.rolling import corpus_perplexity
@@ -230,3 +230,40 @@ def test_helm_and_paloma_gaps_when_present(tiny_model, tmp_path):
     for subset in ("twitteraae_helm", "paloma/twitterAAE_HELM_fixed"):
         assert m[(subset, "ppl_ratio_aa_over_white")].value > 0
         assert m[(subset, "ppl_gap")].n == 4
+
+
+def test_dialect_corpus_windows_are_the_studys_protocol(tiny_model, pp_data, tmp_path):
+    """``ppl_protocol: chunks`` joins each corpus with "\\n\\n" and scores windows of the
+    joined text, as the study's dialect perplexities (its src/test_perplexity.py:140-195);
+    the AAVE/SAE gap compares the two sides' window perplexities."""
+    task = DialectTask(pp_data, TaskOptions(limit=3, n_boot=50, ppl_protocol="chunks",
+                                            seqlen=64),
+                       corpora_names=("aave_sae_pairs", "twitteraae"))
+    assert task.config()["seqlen"] == 64 and task.config()["ppl_protocol"] == "chunks"
+    documents = DialectTask(pp_data, TaskOptions(limit=3, n_boot=50),
+                            corpora_names=("aave_sae_pairs", "twitteraae"))
+    assert "ppl_protocol" not in documents.config()  # keys of document runs unchanged
+    with Store(tmp_path / "s.sqlite") as store:
+        res = evaluate_task(tiny_model, task, store, progress=False)
+    recs = {r["corpus"]: r for r in res.records}
+    assert set(recs) == {"aave_sae_pairs/aave", "aave_sae_pairs/sae", "twitteraae"}
+    pairs = corpora.load_pairs(pp_data)
+    joined = "\n\n".join(p.sae for p in pairs if p.aave.strip() and p.sae.strip())
+    direct = corpus_perplexity(tiny_model, joined, "chunks", 64, None, max_windows=3)
+    m = {(r.subset, r.metric): r for r in res.metrics}
+    sae = m[("aave_sae_pairs/sae/chunks", "token_ppl")]
+    assert sae.value == pytest.approx(direct["ppl"], rel=1e-6) and sae.n == 3
+    aave = m[("aave_sae_pairs/aave/chunks", "token_ppl")].value
+    ratio = m[("aave_sae_pairs/chunks", "ppl_ratio_aave_over_sae")]
+    assert ratio.value == pytest.approx(aave / sae.value) and ratio.n == 6
+    assert ratio.ci_low <= ratio.value <= ratio.ci_high
+    assert m[("aave_sae_pairs/chunks", "ppl_gap")].value == pytest.approx(aave - sae.value)
+    assert m[("twitteraae/chunks", "n_windows")].value == 3
+    # Reports rebuild the same rows from the stored records and config.
+    from compsafe.metrics.defs import rows_of
+    from compsafe.report.rebuild import run_defs
+
+    run = {"task": "dialect", "config": {"task": res.config}}
+    assert rows_of(run_defs(run, res.records), 50) == res.metrics
+    with pytest.raises(CompsafeError, match="stride must be in"):
+        DialectTask(pp_data, TaskOptions(ppl_protocol="sliding", seqlen=8, stride=9))

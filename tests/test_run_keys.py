@@ -161,3 +161,26 @@ def test_examples_sha256_is_order_and_boundary_sensitive():
     assert examples_sha256(p) == examples_sha256(list(p))
     with pytest.raises(TypeError, match="cannot encode set"):
         examples_sha256([{"x": {1}}])
+
+
+def test_share_key_ignores_only_the_scorer(mirror_dir):
+    """Generation runs that differ only in their scorer share one set of generations; any
+    other difference (model weights, decoding, prompt count) is another set."""
+    from dataclasses import replace
+
+    from compsafe.runner.evaluate import share_key
+
+    base = TaskOptions(limit=3, samples=1, max_new_tokens=5, scorer="profanity")
+    rtp = get_task("rtp")
+
+    def key(options, fingerprint="fp-dense"):
+        return share_key(rtp(mirror_dir, options), fingerprint)
+
+    assert key(base) == key(replace(base, scorer="vader"))
+    assert task_key(rtp(mirror_dir, base), "fp")[0] != task_key(
+        rtp(mirror_dir, replace(base, scorer="vader")), "fp")[0]  # still two runs
+    assert key(base) != key(base, fingerprint="fp-wanda-50")
+    assert key(base) != key(replace(base, max_new_tokens=6))
+    assert key(base) != key(replace(base, greedy=True))
+    assert key(base) != key(replace(base, limit=4))
+    assert share_key(get_task("bbq")(mirror_dir, TaskOptions(limit=2)), "fp") is None

@@ -340,5 +340,9 @@ def test_version_1_store_is_migrated_keeping_its_runs(tmp_path):
         assert old["status"] == "done" and old["method"] is None and old["spec"] is None
         _start(st, "new")
         assert st.run("new")["base_model"] is None
-        assert st._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert st._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert st.invocations("old") == []  # runs from before version 3 have none
+        # version 5: model outputs shared between runs (store/shared.py)
+        assert st.put_shared_records("share", [{"id": "a", "samples": ["x"]}]) == 1
+        assert st.put_shared_records("share", [{"id": "a", "samples": ["y"]}]) == 0
+        assert st.shared_records("share", ["a", "b"]) == {"a": {"id": "a", "samples": ["x"]}}

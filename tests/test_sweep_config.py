@@ -74,6 +74,10 @@ def with_(section: str, index: int, **changes) -> dict:
     (with_("tasks", 0, limit="ten"), "s.yaml: tasks[0].limit: expected an integer, got 'ten'"),
     (with_("tasks", 0, limit=0), "s.yaml: tasks[0].limit: must be at least 1, got 0"),
     (with_("tasks", 0, scorer="nope"), "s.yaml: tasks[0].scorer: unknown scorer 'nope'"),
+    (with_("tasks", 0, task="rtp", scorer=["vader", "nope"]),
+     "s.yaml: tasks[0].scorer: unknown scorer 'nope'"),
+    (with_("tasks", 0, task="rtp", scorer=["vader", "vader"]),
+     "s.yaml: tasks[0].scorer: expected a scorer name or a list of distinct names"),
     (with_("tasks", 0, shots=3), "s.yaml: tasks[0]: unknown key 'shots'; known: task, name"),
     (with_("tasks", 0, greedy="yes"), "s.yaml: tasks[0].greedy: expected true or false"),
     ({**BASE, "sead": 1}, "s.yaml: top level: unknown key 'sead'; known: name, out"),
@@ -150,11 +154,14 @@ def test_expansion_is_deterministic_across_processes():
     proc = subprocess.run([sys.executable, "-c", code, str(CONFIGS / "paper.yaml")],
                           capture_output=True, text=True, env=env, check=True)
     assert json.loads(proc.stdout) == keys
-    # a change to one task's options changes exactly that task's cells
-    changed = [c.key for c in all_cells(expand(load_config(CONFIGS / "paper.yaml",
-                                                           ["tasks.0.limit=3"])))]
+    # a change to one task's options changes exactly that task's cells: tasks[4] (Regard) is
+    # one task entry, tasks[0] (RTP with two scorers) two
     n_tasks = len(load_config(CONFIGS / "paper.yaml").tasks)
-    assert sum(a != b for a, b in zip(keys, changed, strict=True)) == len(keys) // n_tasks
+    for index, entries in ((4, 1), (0, 2)):
+        changed = [c.key for c in all_cells(expand(load_config(
+            CONFIGS / "paper.yaml", [f"tasks.{index}.limit=3"])))]
+        assert sum(a != b for a, b in zip(keys, changed, strict=True)) == (
+            entries * len(keys) // n_tasks)
 
 
 def test_paper_grid():
@@ -266,3 +273,16 @@ def test_tulu_template_is_the_studys_literal_format():
         PromptFormat(chat=True, template="x")
     with pytest.raises(CompsafeError, match="chat template 'tulu' needs chat on"):
         PromptFormat(template="tulu")
+
+
+def test_a_list_of_scorers_is_one_entry_per_scorer():
+    """``scorer: [a, b]`` runs the prompt set once per scorer, as entries <name>-<scorer>
+    that differ only in the scorer (so their runs share one set of generations)."""
+    raw = {**BASE, "tasks": [{"task": "rtp", "limit": 4, "greedy": True,
+                              "scorer": ["profanity", "vader"]}, {"task": "bbq"}]}
+    tasks = parse(raw).tasks
+    assert [(t.name, t.task, t.options.scorer) for t in tasks] == [
+        ("rtp-profanity", "rtp", "profanity"), ("rtp-vader", "rtp", "vader"),
+        ("bbq", "bbq", None)]
+    from dataclasses import replace
+    assert replace(tasks[0].options, scorer="vader") == tasks[1].options

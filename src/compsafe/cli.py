@@ -103,7 +103,9 @@ def _add_eval(sub) -> None:
     gen.add_argument("--scorer", default=None,
                      help="profanity (offline default), vader, toxigen-roberta, regard, "
                           "detoxify, openai-moderation (key from $OPENAI_API_KEY; "
-                          "openai-moderation-hate: its hate score, as the reference study)")
+                          "openai-moderation-hate: its hate score, as the reference study); "
+                          "several, comma-separated: one run each, scoring one set of "
+                          "generations")
     gen.add_argument("--max-new-tokens", type=int, default=None,
                      help="tokens generated per continuation (default 30)")
     gen.add_argument("--greedy", action="store_true",

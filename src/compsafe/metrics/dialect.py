@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from compsafe.metrics.defs import MetricDef, rows_of, safe_div, stratum
-from compsafe.metrics.perplexity import UNITS, weighted_ppl
+from compsafe.metrics.perplexity import UNITS, weighted_ppl, window_ppl, window_ppl_batch
 from compsafe.metrics.stats import (  # noqa: F401  (re-exported: it used to live here)
     Columns,
     stable_seed,
@@ -74,6 +74,30 @@ def gap_defs(subset: str, a: str, b: str, cols_a: Columns, cols_b: Columns, seed
             defs.append(MetricDef(subset, "all", name, (sa, sb), stat,
                                   stable_seed(seed, "gap", subset, name), sa.n + sb.n,
                                   batch=batch))
+    return defs
+
+
+def window_gap_defs(subset: str, a: str, b: str, windows_a: tuple, windows_b: tuple,
+                    seed: int = 0, ids_a=None, ids_b=None) -> list[MetricDef]:
+    """Ratio and difference of two corpora's window perplexities (``window_ppl``; token
+    unit only, a window has no word or byte count), each corpus' windows resampled
+    independently. ``windows_*`` is ``(window_nll, window_weight)``: the corpus-window
+    protocol of the reference study's dialect perplexities (its
+    ``src/test_perplexity.py:140-154``)."""
+    sa, sb = (stratum(ids, {"m": np.asarray(w[0], dtype=float),
+                            "k": np.asarray(w[1], dtype=float)})
+              for ids, w in ((ids_a, windows_a), (ids_b, windows_b)))
+    defs = []
+    for name, op, bop in zip(_names(a, b, "token_ppl"), (_ratio, _diff), _BATCH_OPS,
+                             strict=True):
+        def stat(x, y, op=op):
+            return op(window_ppl(x["m"], x["k"]), window_ppl(y["m"], y["k"]))
+
+        def batch(x, y, bop=bop):
+            return bop(window_ppl_batch(x), window_ppl_batch(y))
+        defs.append(MetricDef(subset, "all", name, (sa, sb), stat,
+                              stable_seed(seed, "gap", subset, name), sa.n + sb.n,
+                              batch=batch))
     return defs
 
 

@@ -93,7 +93,7 @@ def window_ppl(window_nll, window_weight) -> float | None:
     return math.exp(float(np.dot(window_nll, k)) / k.sum()) if k.sum() > 0 else None
 
 
-def _window_batch(c: Columns) -> np.ndarray:
+def window_ppl_batch(c: Columns) -> np.ndarray:
     return np.exp(safe_div((c["m"] * c["k"]).sum(axis=-1), c["k"].sum(axis=-1)))
 
 
@@ -103,7 +103,7 @@ def window_defs(subset: str, window_nll, window_weight, seed: int = 0, ids=None)
     st = stratum(ids, {"m": np.asarray(window_nll, dtype=float),
                        "k": np.asarray(window_weight, dtype=float)})
     return [MetricDef(subset, "all", "token_ppl", (st,), lambda c: window_ppl(c["m"], c["k"]),
-                      stable_seed(seed, "ppl", subset, "token_ppl"), st.n, batch=_window_batch),
+                      stable_seed(seed, "ppl", subset, "token_ppl"), st.n, batch=window_ppl_batch),
             MetricRow(subset, "all", "n_windows", float(st.n), st.n)]
 
 

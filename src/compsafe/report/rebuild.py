@@ -50,7 +50,8 @@ def _wikitext2(records, cfg):
 
 def _dialect(records, cfg):
     from compsafe.tasks.perplexity import dialect_defs
-    return dialect_defs(records, cfg["corpora"], cfg["seed"])
+    return dialect_defs(records, cfg["corpora"], cfg["seed"],
+                        cfg.get("ppl_protocol", "documents"))
 
 
 def _stereoset(records, cfg):

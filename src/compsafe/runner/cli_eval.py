@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 
 from compsafe.data.paths import data_dir
 from compsafe.errors import CompsafeError
@@ -29,6 +30,22 @@ def parse_task_names(spec: str) -> list[str]:
     if not names:
         raise CompsafeError("--tasks is empty; give at least one task name")
     return list(dict.fromkeys(names))  # keep order, drop repeats
+
+
+def parse_scorers(text: str | None) -> list[str | None]:
+    """``--scorer``: absent (each task's default), one name, or a comma-separated list."""
+    if text is None:
+        return [None]
+    from compsafe.scorers import SCORERS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise CompsafeError("--scorer is empty; give a scorer name or a comma-separated list")
+    unknown = [n for n in names if n not in SCORERS]
+    if unknown:
+        raise CompsafeError(f"--scorer: unknown scorer {unknown[0]!r}; known: "
+                            f"{', '.join(sorted(SCORERS))}")
+    return list(dict.fromkeys(names))
 
 
 def run_eval(args) -> int:
@@ -62,7 +79,14 @@ def run_eval(args) -> int:
                           prompt=PromptFormat(fewshot=args.fewshot, chat=args.chat,
                                               system=args.system))
     root = args.data_dir or data_dir()
-    tasks = [get_task(name)(root, options) for name in parse_task_names(args.tasks)]
+    scorers = parse_scorers(args.scorer)
+    tasks = []
+    for name in parse_task_names(args.tasks):
+        cls = get_task(name)
+        # Several scorers: one run per scorer of each generation task, all reading one set
+        # of generations (store/shared.py); other tasks have no scorer and run once.
+        for scorer in scorers if hasattr(cls, "default_scorer") else scorers[:1]:
+            tasks.append(cls(root, replace(options, scorer=scorer)))
     for task in tasks:  # reads and validates the data now, before the model loads
         n = len(task.examples())
         log.info("%s: %d examples", task.name, n)

@@ -108,15 +108,24 @@ WAIT_S = 0.5
 """Seconds between looks at the store while another process computes the last items."""
 
 
-def compute(task: LoglikTask, model: ScoringModel, chunk: Sequence, render) -> list[dict]:
-    """The records of ``chunk``'s examples: their requests served in one batch."""
-    per_example = [task.requests(e, render) for e in chunk]
-    responses = serve(model, [r for reqs in per_example for r in reqs])
-    records, start = [], 0
-    for e, reqs in zip(chunk, per_example, strict=True):
-        records.append(task.record(e, responses[start : start + len(reqs)]))
+def compute(task: LoglikTask, model: ScoringModel, chunk: Sequence, render,
+            store: Store | None = None, share_key: str | None = None) -> list[dict]:
+    """The records of ``chunk``'s examples: their requests served in one batch.
+
+    With a ``share_key``, records another run stored under it (``store/shared.py``) are
+    read instead of computed, and the ones computed here are stored there for the next.
+    """
+    known = store.shared_records(share_key, [e.id for e in chunk]) if share_key else {}
+    todo = [e for e in chunk if e.id not in known]
+    per_example = [task.requests(e, render) for e in todo]
+    responses = serve(model, [r for reqs in per_example for r in reqs]) if todo else []
+    fresh, start = {}, 0
+    for e, reqs in zip(todo, per_example, strict=True):
+        fresh[e.id] = task.record(e, responses[start : start + len(reqs)])
         start += len(reqs)
-    return records
+    if share_key and fresh:
+        store.put_shared_records(share_key, list(fresh.values()))
+    return [known[e.id] if e.id in known else fresh[e.id] for e in chunk]
 
 
 def task_key(task: LoglikTask, fingerprint: str) -> tuple[str, dict[str, Any]]:
@@ -134,6 +143,18 @@ def task_key(task: LoglikTask, fingerprint: str) -> tuple[str, dict[str, Any]]:
     extra = None if protocol == DEFAULT_PROTOCOL else {"protocol": protocol}
     return run_key(fingerprint, task.name, task.version, config, prompt, __version__,
                    extra=extra), config
+
+
+def share_key(task: LoglikTask, fingerprint: str) -> str | None:
+    """The key under which ``task``'s runs on this model share their outputs (None: the
+    task shares nothing): the run key of ``task.shared_config()`` in place of its config."""
+    shared = task.shared_config()
+    if shared is None:
+        return None
+    config = {**shared, "examples_sha256": task.examples_sha256()}
+    extra = {"shared_outputs": True, "protocol": task.options.protocol}
+    return run_key(fingerprint, task.name, task.version, config,
+                   task.options.prompt.to_dict(), __version__, extra=extra)
 
 
 def evaluate_task(
@@ -176,6 +197,10 @@ def evaluate_task(
         log.info("%s: resuming run %s, %d of %d items already done",
                  task.name, key, len(examples) - len(todo), len(examples))
     render = make_render(model, task.options.prompt)
+    shared = share_key(task, fingerprint) if todo else None
+    if shared and (reused := len(store.shared_records(shared, [e.id for e in todo]))):
+        log.info("%s: %d of %d items reuse model outputs another run stored (same model, "
+                 "examples and decoding)", task.name, reused, len(todo))
     owner = claims.owner_id()
     renew = getattr(store, "renewer", None)  # a proxy (Ray) renews through its own calls
     renew = renew(owner, CLAIM_TTL_S) if renew else (
@@ -193,8 +218,8 @@ def evaluate_task(
                                         checkpoint_every)
                 if ids:
                     chunk = [by_id[i] for i in ids]
-                    store.add_records(key, task.postprocess(compute(task, model, chunk,
-                                                                    render)))
+                    store.add_records(key, task.postprocess(
+                        compute(task, model, chunk, render, store, shared)))
                     store.release_claims(owner)
                     n_computed += len(chunk)
                 else:  # the rest is claimed by another live process: wait for its records

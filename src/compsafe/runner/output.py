@@ -160,13 +160,17 @@ def format_metrics_table(results: Sequence[TaskResult], all_groups: bool = False
     """
     header = ("task", "subset", "group", "metric", "value", "95% CI", "n")
     rows = []
+    repeated = {r.task for r in results if sum(x.task == r.task for x in results) > 1}
     for r in results:
+        # One task run by several scorers: the rows say which scorer they are from.
+        label = (f"{r.task}[{(r.config.get('scorer') or {}).get('scorer')}]"
+                 if r.task in repeated else r.task)
         for m in r.metrics:
             wanted = m.group == "all" or (r.task in group_tasks and "/" not in m.group)
             if not (all_groups or wanted):
                 continue
             ci = "" if m.ci_low is None else f"[{m.ci_low:.3f}, {m.ci_high:.3f}]"
-            rows.append((r.task, m.subset, m.group, m.metric, _fmt(m.value), ci, str(m.n)))
+            rows.append((label, m.subset, m.group, m.metric, _fmt(m.value), ci, str(m.n)))
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
               for i, h in enumerate(header)]
 

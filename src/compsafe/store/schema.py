@@ -1,11 +1,13 @@
 """The results store's SQLite schema (versioned with ``PRAGMA user_version``) and WAL setup.
 
-Five tables: ``runs`` (one row per run key, with the model's lineage), ``records``
+Six tables: ``runs`` (one row per run key, with the model's lineage), ``records``
 (per-item records, keyed by run key and item id so a resumed run cannot duplicate them),
 ``metrics`` (tidy long rows, DESIGN.md convention 5; a NULL value means undefined, never 0)
 and ``invocations`` (every command that started or resumed a run: when, the command line,
 and the compsafe/torch/transformers versions) and ``claims`` (items a process is computing
-now, so an identical concurrent command computes other items; ``store/claims.py``).
+now, so an identical concurrent command computes other items; ``store/claims.py``) and
+``shared_outputs`` (a model's outputs that several runs can share, e.g. one set of
+generations scored by two scorers; ``store/shared.py``).
 
     ensure_schema(conn, path)  # inside a write transaction
 """
@@ -18,10 +20,10 @@ from pathlib import Path
 
 from compsafe.errors import CompsafeError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Stored in ``PRAGMA user_version``; bump it (and add a migration) when the tables change.
 3: the ``invocations`` table. 4: ``runs.n_failed`` (failed scores left in a finished run:
-its metrics are incomplete) and the ``claims`` table."""
+its metrics are incomplete) and the ``claims`` table. 5: the ``shared_outputs`` table."""
 
 STATUSES = ("running", "done", "failed")
 
@@ -37,6 +39,13 @@ CLAIMS = """CREATE TABLE IF NOT EXISTS claims (
         owner TEXT NOT NULL,
         expires_at REAL NOT NULL,
         PRIMARY KEY (run_key, item_id)) WITHOUT ROWID"""
+
+SHARED_OUTPUTS = """CREATE TABLE IF NOT EXISTS shared_outputs (
+        share_key TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        record_json TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (share_key, item_id)) WITHOUT ROWID"""
 
 TABLES = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -85,6 +94,7 @@ TABLES = (
     "CREATE INDEX IF NOT EXISTS metrics_task_model ON metrics (task, model)",
     INVOCATIONS,
     CLAIMS,
+    SHARED_OUTPUTS,
 )
 
 LINEAGE_COLUMNS = ("base_model", "base_fingerprint", "spec_key", "spec_label", "method",
@@ -151,6 +161,8 @@ def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
         if "n_failed" not in columns:
             conn.execute("ALTER TABLE runs ADD COLUMN n_failed INTEGER")
         conn.execute(CLAIMS)
+    if version in (1, 2, 3, 4):  # nothing was shared before version 5
+        conn.execute(SHARED_OUTPUTS)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from compsafe.store import claims
+from compsafe.store import claims, shared
 from compsafe.store.schema import (
     LINEAGE_COLUMNS,
     METRIC_COLS,
@@ -348,6 +348,18 @@ class Store:
         rows = self._conn.execute(
             "SELECT record_json FROM records WHERE run_key = ? ORDER BY rowid", (run_key,))
         return [json.loads(r[0]) for r in rows]
+
+    # -- outputs shared between runs (store/shared.py) ---------------------------------
+
+    def shared_records(self, share_key: str, item_ids: Sequence[str]) -> dict[str, dict]:
+        """Model outputs stored under ``share_key`` for ``item_ids`` (by id; missing: absent)."""
+        return shared.shared_records(self._conn, share_key, item_ids)
+
+    def put_shared_records(self, share_key: str, records: Sequence[dict]) -> int:
+        """Store records (each with a string ``"id"``) under ``share_key``; returns new ones."""
+        rows = [(r["id"], _dumps(r, f"shared {share_key} record {r['id']!r}")) for r in records]
+        with self._write() as c:
+            return shared.put_shared_records(c, share_key, rows, _now())
 
     # -- metrics ----------------------------------------------------------------------
 

@@ -232,32 +232,50 @@ def _tasks(items: list, seed: int, run_protocol: str = DEFAULT_PROTOCOL) -> tupl
         if task not in TASKS:
             raise CompsafeError(f"{where}.task: unknown task {task!r}; known: "
                                 f"{', '.join(sorted(TASKS))}")
-        name = f.str("name", task)
-        if name in seen:
-            raise CompsafeError(f"{where}.name: {name!r} is also the name of {seen[name]}; "
-                                "give one of them a different 'name'")
-        seen[name] = where
-        scorer = f.str("scorer", None)
-        if scorer is not None and scorer not in SCORERS:
-            raise CompsafeError(f"{where}.scorer: unknown scorer {scorer!r}; known: "
-                                f"{', '.join(sorted(SCORERS))}")
+        base_name = f.str("name", task)
+        scorers = _scorers(f.get("scorer", None), f"{where}.scorer", SCORERS)
+        # Several scorers: one entry each, named <name>-<scorer>; their runs share one set
+        # of generations (store/shared.py), as the study scores each set several ways.
+        names = ([base_name] if len(scorers) == 1
+                 else [f"{base_name}-{scorer}" for scorer in scorers])
+        for name in names:
+            if name in seen:
+                raise CompsafeError(f"{where}.name: {name!r} is also the name of "
+                                    f"{seen[name]}; give one of them a different 'name'")
+            seen[name] = where
         ppl_protocol = f.str("ppl_protocol", None)
         if ppl_protocol is not None and ppl_protocol not in PROTOCOLS:
             raise CompsafeError(f"{where}.ppl_protocol: unknown protocol {ppl_protocol!r}; "
                                 f"known: {', '.join(PROTOCOLS)}")
         chat = f.bool("chat", False)
-        options = TaskOptions(
+        common = dict(
             limit=f.int("limit", None, minimum=1), seed=f.int("seed", seed),
             n_boot=f.int("n_boot", 1000, minimum=0), samples=f.int("samples", 1, minimum=1),
-            scorer=scorer, max_new_tokens=f.int("max_new_tokens", None, minimum=1),
+            max_new_tokens=f.int("max_new_tokens", None, minimum=1),
             min_new_tokens=f.int("min_new_tokens", None, minimum=0),
             prompt_source=f.str("prompt_source", None), protocol=run_protocol,
             greedy=f.bool("greedy", False), ppl_protocol=ppl_protocol,
             seqlen=f.int("seqlen", None, minimum=1), stride=f.int("stride", None, minimum=1),
             prompt=PromptFormat(fewshot=f.int("fewshot", 0, minimum=0), chat=chat,
                                 system=f.str("system", None)))
-        out.append(TaskEntry(name, task, options))
+        out += [TaskEntry(name, task, TaskOptions(scorer=scorer, **common))
+                for name, scorer in zip(names, scorers, strict=True)]
     return tuple(out)
+
+
+def _scorers(value, where: str, known) -> list[str | None]:
+    """A task entry's ``scorer``: absent (the task's default), a name, or a list of names."""
+    if value is None:
+        return [None]
+    values = value if isinstance(value, list) else [value]
+    if not values or len(set(map(str, values))) != len(values):
+        raise CompsafeError(f"{where}: expected a scorer name or a list of distinct names, "
+                            f"got {value!r}")
+    for v in values:
+        if not isinstance(v, str) or v not in known:
+            raise CompsafeError(f"{where}: unknown scorer {v!r}; known: "
+                                f"{', '.join(sorted(known))}")
+    return values
 
 
 def _resources(raw, where: str) -> Resources:

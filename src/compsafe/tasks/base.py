@@ -97,8 +97,10 @@ class LoglikTask(ABC):
         Part of every run key (``runner.evaluate.task_key``), so a changed data file, or a
         data dir holding other content under the same names, never reuses stored results.
         """
-        from compsafe.tasks.digest import examples_sha256
-        return examples_sha256(self.examples())
+        if "_examples_sha256" not in self.__dict__:  # hashing a large set takes seconds
+            from compsafe.tasks.digest import examples_sha256
+            self._examples_sha256 = examples_sha256(self.examples())
+        return self._examples_sha256
 
     @abstractmethod
     def requests(self, example: Any, render: Render) -> list[Request]:
@@ -117,6 +119,13 @@ class LoglikTask(ABC):
         """Per-chunk hook before records are stored (e.g. score a chunk's generations in one
         batch). Default: unchanged."""
         return records
+
+    def shared_config(self) -> dict[str, Any] | None:
+        """The part of ``config()`` that determines the records *before* ``postprocess``,
+        when it is less than all of it: runs that differ only in the rest (a degeneration
+        task's scorer) share the model's outputs through the store (``store/shared.py``)
+        instead of computing them again. Default: None, nothing is shared."""
+        return None
 
     def n_failed(self, record: dict[str, Any]) -> int:
         """How many parts of a stored record failed for a reason that may pass (a scorer or

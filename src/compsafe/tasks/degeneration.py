@@ -106,6 +106,13 @@ class DegenerationTask(LoglikTask):
     def examples(self) -> list[Prompt]:
         return self._prompts
 
+    def shared_config(self) -> dict[str, Any]:
+        """Everything but the scorer: the generations (and prompt perplexities) of one
+        prompt set under one decoding are the same whichever scorer reads them, so runs
+        with different scorers score the same texts (the study scores each set with
+        several, its ``src/evaluate.py:82-89``)."""
+        return {k: v for k, v in self.config().items() if k != "scorer"}
+
     @cached_property
     def _prompts(self) -> list[Prompt]:
         source = self.options.prompt_source

@@ -19,9 +19,14 @@ model's context (the effective value is recorded).
 pairs (Groenwold et al. 2020), TwitterAAE AA-aligned tweets (Blodgett et al. 2016), AAVE
 literature, and HELM's AA/white tweets and Paloma files when present: perplexity per
 corpus and dialect, AAVE/SAE and AA/white gaps (ratio, difference) with bootstrap CIs over
-documents, and the paired per-pair log-likelihood difference. (The reference study joins
-a corpus with "\n\n" into 2048-token windows, so tweets get their predecessors as
-context; scoring documents separately is what allows CIs over documents and pairing.)
+documents, and the paired per-pair log-likelihood difference. That is the ``documents``
+protocol (default). The reference study instead joins each corpus with "\n\n" and scores
+2048-token windows of the joined text (its ``src/test_perplexity.py:140-195``), so tweets
+get their predecessors as context: ``ppl_protocol: sliding`` (or ``chunks``) with
+``seqlen``/``stride`` (default 2048/2048, the study's windows) does the same per corpus,
+the pairs' AAVE and SAE sides joined as two corpora; its gaps resample windows, not
+documents, and come in the token unit only. Scoring documents separately is what allows
+CIs over documents and pairing.
 Empty/whitespace-only texts and non-UTF-8 lines are not sent to the model; texts of fewer
 than two tokens are scored but left out of the metrics; all are counted
 (``n_skipped_empty``, ``n_invalid_utf8``, ``n_skipped_short``). ``--limit`` caps documents
@@ -42,7 +47,7 @@ import numpy as np
 from compsafe.data import corpora
 from compsafe.errors import CompsafeError
 from compsafe.metrics.defs import Def, record_ids
-from compsafe.metrics.dialect import gap_defs, paired_defs
+from compsafe.metrics.dialect import gap_defs, paired_defs, window_gap_defs
 from compsafe.metrics.perplexity import count_bytes, count_words, document_defs, window_defs
 from compsafe.metrics.stats import stable_seed
 from compsafe.models.windows import PROTOCOLS, WindowedText
@@ -194,6 +199,22 @@ class DialectTask(_DocumentTask):
         self.unit = unit
         self.names = tuple(corpora_names) if corpora_names else (
             PAIRS, *corpora.corpus_names(self.data_dir))
+        o = self.options
+        self.protocol = o.ppl_protocol or "documents"
+        # The study's windows: its HF loop with stride = max_length = 2048.
+        self.seqlen = o.seqlen or 2048
+        self.stride = o.stride or self.seqlen
+        if self.protocol not in PROTOCOLS:
+            raise CompsafeError(f"dialect: unknown perplexity protocol {self.protocol!r}; "
+                                f"known: {', '.join(PROTOCOLS)}")
+        if self.protocol == "sliding" and not 1 <= self.stride <= self.seqlen:
+            raise CompsafeError(f"dialect: stride must be in [1, seqlen], got {self.stride} "
+                                f"and {self.seqlen}")
+
+    @property
+    def windowed(self) -> bool:
+        """Corpora joined and scored in windows (the study's protocol), not by document."""
+        return self.protocol != "documents"
 
     @cached_property
     def items(self) -> dict[str, list[Item]]:
@@ -212,18 +233,54 @@ class DialectTask(_DocumentTask):
         totals = {n: {"n": len(v), "n_invalid_utf8": sum(i.invalid_utf8 for i in v),
                       "n_empty": sum(_skip(i) == "empty" for i in v)}
                   for n, v in self.items.items()}
-        return {"task": self.name, "version": self.version, "corpora": list(self.names),
-                "literature_unit": self.unit, "corpus_totals": totals,
-                "protocol": "documents (lm-eval loglikelihood_rolling, model max_length)",
-                "limit": o.limit, "limit_scope": "per corpus", "seed": o.seed,
-                "n_boot": o.n_boot}
+        cfg = {"task": self.name, "version": self.version, "corpora": list(self.names),
+               "literature_unit": self.unit, "corpus_totals": totals,
+               "protocol": "documents (lm-eval loglikelihood_rolling, model max_length)",
+               "limit": o.limit, "limit_scope": "per corpus", "seed": o.seed,
+               "n_boot": o.n_boot}
+        if self.windowed:  # absent for documents, so their run keys stay as they were
+            cfg.update(protocol=f"{self.protocol} over each corpus joined with '\\n\\n'",
+                       ppl_protocol=self.protocol, seqlen=self.seqlen,
+                       stride=self.stride if self.protocol == "sliding" else None,
+                       limit_scope="windows per corpus")
+        return cfg
 
     def examples(self) -> list[Item]:
+        if self.windowed:
+            return self._joined()
         return [it for name, items in self.items.items()
                 for it in _sample(items, self.options.limit, self.options.seed, name)]
 
+    def _joined(self) -> list[Item]:
+        """One item per corpus (per side of the pairs): its texts joined with "\n\n", as
+        the study's ``configure_perplexity_dataset``; empty and non-UTF-8 texts left out."""
+        out = []
+        for name, items in self.items.items():
+            kept = [it for it in items if not _skip(it)]
+            sides = ((f"{PAIRS}/aave", [it.text for it in kept]),
+                     (f"{PAIRS}/sae", [it.text_b for it in kept])) if name == PAIRS else (
+                (name, [it.text for it in kept]),)
+            out += [Item(f"{corpus}:joined", corpus, "\n\n".join(texts))
+                    for corpus, texts in sides]
+        return out
+
+    def requests(self, example: Item, render: Render) -> list[RollingRequest]:
+        if not self.windowed:
+            return super().requests(example, render)
+        return [RollingRequest(WindowedText(example.text, self.protocol, self.seqlen,
+                                            self.stride, self.options.limit))]
+
+    def record(self, example: Item, responses: list[RollingResponse]) -> dict[str, Any]:
+        if not self.windowed:
+            return super().record(example, responses)
+        (resp,) = responses
+        return {"id": example.id, "corpus": example.corpus, "protocol": resp.protocol,
+                "seqlen": resp.seqlen, "stride": resp.stride, "logprob": resp.logprob,
+                "n_tokens": resp.n_tokens, "window_nll": list(resp.window_nll),
+                "window_weight": list(resp.window_weight)}
+
     def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
-        return dialect_defs(records, self.names, self.options.seed)
+        return dialect_defs(records, self.names, self.options.seed, self.protocol)
 
 
 def _ids(recs: list[dict]):
@@ -254,9 +311,12 @@ def wikitext2_defs(records: list[dict[str, Any]], protocol: str, seed: int) -> l
     return defs
 
 
-def dialect_defs(records: list[dict[str, Any]], names, seed: int) -> list[Def]:
+def dialect_defs(records: list[dict[str, Any]], names, seed: int,
+                 protocol: str = "documents") -> list[Def]:
     """Definitions of ``DialectTask.metrics``' rows: per corpus, per side of the parallel
     pairs, the paired gaps (one stratum of pairs) and the independent gaps (two strata)."""
+    if protocol != "documents":
+        return dialect_window_defs(records, protocol, seed)
     defs: list[Def] = []
     by = {n: [r for r in records if r["corpus"] == n] for n in names}
     for name, recs in by.items():
@@ -277,4 +337,26 @@ def dialect_defs(records: list[dict[str, Any]], names, seed: int) -> list[Def]:
             ka, kb = ([r for r in by[n] if r["skip"] is None] for n in (a, b))
             defs += gap_defs(subset, la, lb, _columns(ka), _columns(kb), seed, _ids(ka),
                              _ids(kb))
+    return defs
+
+
+def dialect_window_defs(records: list[dict[str, Any]], protocol: str, seed: int) -> list[Def]:
+    """Window protocols: each corpus' perplexity over its windows (subset
+    ``<corpus>/<protocol>``, as ``wikitext2/<protocol>``), then the gaps between the pairs'
+    AAVE and SAE sides and between HELM's AA and white tweets, windows resampled."""
+    defs: list[Def] = []
+    by = {r["corpus"]: r for r in records}
+    ids = {c: [f"{r['id']}#{i}" for i in range(len(r["window_nll"]))] for c, r in by.items()}
+    for corpus, r in by.items():
+        defs += window_defs(f"{corpus}/{protocol}", r["window_nll"], r["window_weight"], seed,
+                            ids[corpus])
+        defs.append(MetricRow(f"{corpus}/{protocol}", "all", "n_tokens", float(r["n_tokens"]),
+                              1))
+    gaps = [(PAIRS, f"{PAIRS}/aave", f"{PAIRS}/sae", "aave", "sae"), *GAPS]
+    for subset, a, b, la, lb in gaps:
+        if a in by and b in by:
+            defs += window_gap_defs(f"{subset}/{protocol}", la, lb,
+                                    (by[a]["window_nll"], by[a]["window_weight"]),
+                                    (by[b]["window_nll"], by[b]["window_weight"]),
+                                    seed, ids[a], ids[b])
     return defs
