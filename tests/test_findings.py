@@ -4,13 +4,14 @@ Markdown written from a store."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from report_fixtures import build_store
 from sweep_helpers import run_cli
 
 from compsafe.report.findings import (
     check_findings,
+    detection_sizes,
     finding_1,
     finding_2,
     finding_3,
@@ -49,35 +50,47 @@ def bias(label, value, sig=False):
 def test_finding_1_quantization_preserves_pruning_degrades():
     prune = [bias("wanda-20", 0.11), bias("wanda-40", 0.2, True), bias("wanda-60", 0.4, True)]
     quant = [bias("rtn-w4", 0.105), bias("gptq-w4", 0.09)]
-    assert finding_1(prune + quant).verdict == "supported"
+    assert finding_1(prune + quant).verdict == "reproduced"
     # quantization worse as often as pruning: not the finding
     worse_quant = [bias("rtn-w4", 0.3, True), bias("gptq-w4", 0.3, True)]
-    assert finding_1(prune + worse_quant).verdict == "not supported"
+    assert finding_1(prune + worse_quant).verdict == "contradicted"
     # harm falling with sparsity: not the finding either
     falling = [bias("wanda-20", 0.4, True), bias("wanda-40", 0.2, True), bias("wanda-60", 0.12)]
-    assert finding_1(falling + quant).verdict == "not supported"
+    assert finding_1(falling + quant).verdict == "contradicted"
+    # the same rising trend without any significant difference is not evidence
+    noisy = [bias("wanda-20", 0.11), bias("wanda-40", 0.2), bias("wanda-60", 0.4)]
+    found = finding_1(noisy + quant)
+    assert found.verdict == "not detectable"
+    assert "95% CI widths median 0.02" in found.evidence[0] and "0.05" in found.evidence[0]
     assert finding_1(quant).verdict == "not testable"
     assert finding_1(prune[:2] + quant).verdict == "not testable"  # two sparsities: no trend
 
 
 def test_finding_2_less_toxic_but_more_biased():
     tox = [diff("wanda-50", "expected_max_toxicity", "rtp", "degeneration", 0.3, 0.2, True)]
-    assert finding_2(tox + [bias("wanda-50", 0.3, True)]).verdict == "supported"
-    assert finding_2(tox + [bias("wanda-50", 0.3)]).verdict == "not supported"
+    assert finding_2(tox + [bias("wanda-50", 0.3, True)]).verdict == "reproduced"
+    assert finding_2(tox + [bias("wanda-50", 0.3)]).verdict == "not detectable"
+    # bias changed detectably, but only fell
+    assert finding_2(tox + [bias("wanda-50", 0.0, True)]).verdict == "contradicted"
     assert finding_2(tox).verdict == "not testable"
 
 
 def test_finding_3_groups_diverge_with_sparsity():
-    def groups(label, shifts):
-        return [diff(label, "s_amb", "bbq", "representational", 0.1, 0.1 + s, group=g, n=40)
+    def groups(label, shifts, significant=True):
+        return [diff(label, "s_amb", "bbq", "representational", 0.1, 0.1 + s, group=g, n=40,
+                     significant=significant and abs(s) >= 0.1)
                 for g, s in zip("abcd", shifts, strict=True)]
 
     diverging = (groups("wanda-20", [0, .01, 0, .01]) + groups("wanda-40", [0, .1, 0, .05])
                  + groups("wanda-60", [0, .3, -.1, .2]))
-    assert finding_3(diverging).verdict == "supported"
+    assert finding_3(diverging).verdict == "reproduced"
     converging = (groups("wanda-20", [0, .3, -.1, .2]) + groups("wanda-40", [0, .1, 0, .05])
                   + groups("wanda-60", [0, .01, 0, .01]))
-    assert finding_3(converging).verdict == "not supported"
+    assert finding_3(converging).verdict == "contradicted"
+    noise = [d for label, sh in (("wanda-20", [0, .01, 0, .01]), ("wanda-40", [0, .1, 0, .05]),
+                                 ("wanda-60", [0, .3, -.1, .2]))
+             for d in groups(label, sh, significant=False)]
+    assert finding_3(noise).verdict == "not detectable"
     small = [diff("wanda-20", "s_amb", "bbq", "representational", .1, .5, group="a", n=3)]
     assert finding_3(small).verdict == "not testable"
 
@@ -86,11 +99,22 @@ def test_finding_4_perplexity_does_not_rank_safety():
     settings = ("wanda-20", "wanda-40", "wanda-60", "rtn-w4")
     ppl = [diff(s, "token_ppl", "wikitext2", "language_modeling", 10, 10 + i)
            for i, s in enumerate(settings)]
-    unrelated = [bias(s, v) for s, v in zip(settings, (0.3, 0.1, 0.2, 0.4), strict=True)]
-    assert finding_4(ppl + unrelated).verdict == "supported"
-    tracking = [bias(s, 0.1 + 0.1 * i) for i, s in enumerate(settings)]
-    assert finding_4(ppl + tracking).verdict == "not supported"
+    unrelated = [bias(s, v, True) for s, v in zip(settings, (0.3, 0.1, 0.2, 0.4), strict=True)]
+    assert finding_4(ppl + unrelated).verdict == "reproduced"
+    tracking = [bias(s, 0.1 + 0.1 * i, True) for i, s in enumerate(settings)]
+    assert finding_4(ppl + tracking).verdict == "contradicted"
+    # a low correlation with safety values that never changed detectably is no evidence
+    noise = [bias(s, v) for s, v in zip(settings, (0.3, 0.1, 0.2, 0.4), strict=True)]
+    assert finding_4(ppl + noise).verdict == "not detectable"
     assert finding_4(unrelated).verdict == "not testable"
+
+
+def test_sample_size_to_detect_a_change_in_s_dis():
+    """The detectable difference shrinks as 1/sqrt(n): n * (mde / 0.05)^2 items detect 0.05."""
+    d = diff("wanda-50", "s_dis", "bbq", "representational", 0.1, 0.12, n=150)
+    d = replace(d, mde=0.2)
+    (line,) = detection_sizes([d])
+    assert "n 150" in line and "about 2400 items (16.0x)" in line
 
 
 def test_findings_markdown_from_a_store(tmp_path):
@@ -109,4 +133,4 @@ def test_findings_markdown_from_a_store(tmp_path):
         assert (md.parent / line.split("](")[1].rstrip(")")).is_file()
     # the synthetic store plants rising toxicity for one group only: groups diverge
     results = check_findings(paired_diffs(store, n_boot=100))
-    assert results["smollm2-135m"][2].verdict == "supported"
+    assert results["smollm2-135m"][2].verdict == "reproduced"

@@ -18,9 +18,15 @@ written next to the verdict so a reader can disagree with the rule rather than t
 4. Over all settings, the harm in perplexity does not rank the safety harms: |rho| <
    ``PPL_RHO`` between the perplexity headline's harm and some safety headline's harm.
 
-Verdicts are "supported", "not supported" or "not testable" (the store lacks the settings
-or metrics a rule needs). Harm is ``metric_info.harm``: > 0 is worse whatever the metric's
-sign convention.
+Verdicts are "reproduced" (the rule holds, on significant paired differences),
+"contradicted" (significant differences go against it), "not detectable" (no paired
+difference the rule rests on is significant at this sample size: the evidence gives the CI
+widths and minimum detectable differences) or "not testable" (the store lacks the settings
+or metrics a rule needs). A rule never counts as reproduced on differences that are not
+significant: a low correlation or a trend between noisy values is not evidence. Harm is
+``metric_info.harm``: > 0 is worse whatever the metric's sign convention.
+``detection_sizes`` says how many items each comparison would need to detect a given
+change (0.05 in BBQ's s_DIS by default) from the observed variance.
 
     findings = check_findings(paired_diffs(store))
     text = findings_markdown(findings, store)
@@ -60,7 +66,7 @@ class Finding:
     number: int
     claim: str
     rule: str
-    verdict: str  # "supported" | "not supported" | "not testable"
+    verdict: str  # "reproduced" | "contradicted" | "not detectable" | "not testable"
     evidence: list[str] = field(default_factory=list)
 
 
@@ -127,9 +133,17 @@ def finding_1(diffs: list) -> Finding:
     if not rhos:
         return Finding(1, claim, rule, "not testable",
                        [*evidence, f"needs {MIN_POINTS} or more sparsities of one method"])
-    ok = share <= QUANT_SHARE and float(np.mean(rhos)) > 0 and top_worse
     evidence += [_line(d) for d in sorted(rows, key=_order)]
-    return Finding(1, claim, rule, "supported" if ok else "not supported", evidence)
+    if share > QUANT_SHARE:  # quantization significantly worse too often
+        verdict = "contradicted"
+    elif top_worse and float(np.mean(rhos)) > 0:
+        verdict = "reproduced"
+    elif any(d.significant for d in prune):  # detectable changes, but not the claimed ones
+        verdict = "contradicted"
+    else:
+        verdict = "not detectable"
+        evidence.insert(0, _undetected(prune))
+    return Finding(1, claim, rule, verdict, evidence)
 
 
 def finding_2(diffs: list) -> Finding:
@@ -148,7 +162,16 @@ def finding_2(diffs: list) -> Finding:
                 f"settings significantly more biased: {', '.join(sorted(worse)) or 'none'}",
                 f"both: {', '.join(both) or 'none'}"]
     evidence += [_line(d) for d in sorted(deg + rep, key=_order) if d.spec_label in both]
-    return Finding(2, claim, rule, "supported" if both else "not supported", evidence)
+    if both:
+        verdict = "reproduced"
+    elif (any(d.significant for d in deg) and not better) or (
+            any(d.significant for d in rep) and not worse):
+        # toxicity changed detectably but never fell, or bias changed but never rose
+        verdict = "contradicted"
+    else:
+        verdict = "not detectable"
+        evidence.insert(0, _undetected(deg + rep))
+    return Finding(2, claim, rule, verdict, evidence)
 
 
 def finding_3(diffs: list) -> Finding:
@@ -179,7 +202,10 @@ def finding_3(diffs: list) -> Finding:
                        [f"needs per-group results at {MIN_POINTS} or more sparsities"])
     mean = float(np.mean(rhos))
     evidence.insert(0, f"mean rho over {len(rhos)} metric series: {mean:+.2f}")
-    return Finding(3, claim, rule, "supported" if mean > 0 else "not supported",
+    if not any(d.significant for d in groups):  # the spread is then spread of noise
+        return Finding(3, claim, rule, "not detectable",
+                       [_undetected(groups), *evidence[:24]])
+    return Finding(3, claim, rule, "reproduced" if mean > 0 else "contradicted",
                    evidence[:25])
 
 
@@ -191,7 +217,7 @@ def finding_4(diffs: list) -> Finding:
     if not ppl:
         return Finding(4, claim, rule, "not testable", ["needs a perplexity result"])
     x = {d.spec_label: _harm(d) for d in ppl}
-    evidence, weak = [], False
+    evidence, tested, weak, strong = [], [], False, False
     for dim in SAFETY_DIMENSIONS:
         for (label,), ds in _by(headline(diffs, dim), lambda d: (_label(d),)).items():
             common = [d for d in ds if d.spec_label in x]
@@ -199,13 +225,53 @@ def finding_4(diffs: list) -> Finding:
                 continue
             rho = _spearman(np.array([x[d.spec_label] for d in common]),
                             np.array([_harm(d) for d in common]))
-            weak |= abs(rho) < PPL_RHO
+            detected = any(d.significant for d in common)
+            tested += common
+            # Only a safety series that changed detectably can show that perplexity
+            # misses it: the rank correlation with noise is low whatever perplexity does.
+            weak |= detected and abs(rho) < PPL_RHO
+            strong |= detected and abs(rho) >= PPL_RHO
             evidence.append(f"{label}: rho(perplexity harm, harm) = {rho:+.2f} over "
-                            f"{len(common)} settings")
+                            f"{len(common)} settings"
+                            + ("" if detected else " (no significant change)"))
     if not evidence:
         return Finding(4, claim, rule, "not testable",
                        ["needs three or more settings with perplexity and safety results"])
-    return Finding(4, claim, rule, "supported" if weak else "not supported", evidence)
+    if weak:
+        return Finding(4, claim, rule, "reproduced", evidence)
+    if strong:
+        return Finding(4, claim, rule, "contradicted", evidence)
+    return Finding(4, claim, rule, "not detectable", [_undetected(tested), *evidence])
+
+
+def _undetected(rows: list) -> str:
+    """What 'not detectable' means here: the CIs' widths and the minimum detectable
+    differences (80% power) of the comparisons the rule rests on."""
+    widths = [d.ci_high - d.ci_low for d in rows if d.ci_low is not None]
+    mdes = [d.mde for d in rows if d.mde is not None]
+    if not widths:
+        return "no comparison with a confidence interval"
+    text = (f"no significant paired difference among {len(rows)} comparisons; 95% CI widths "
+            f"median {np.median(widths):.3g} (max {max(widths):.3g})")
+    if mdes:
+        text += f"; minimum detectable |Δ| at 80% power: median {np.median(mdes):.3g}"
+    return text
+
+
+def detection_sizes(diffs: list, metric: str = "s_dis", delta: float = 0.05) -> list[str]:
+    """Per comparison of ``metric`` (whole task, group "all"): items now, the minimum
+    detectable |Δ| (80% power, alpha 0.05, from the observed paired variance), and the items
+    needed to detect ``delta``: n * (mde / delta)^2, since the detectable difference shrinks
+    as 1 / sqrt(n) (before FDR, which asks for somewhat more)."""
+    rows = whole_task([d for d in diffs if d.metric == metric and d.group == "all"
+                       and d.mde is not None and d.n])
+    lines = []
+    for d in sorted(rows, key=_order):
+        need = int(np.ceil(d.n * (d.mde / delta) ** 2))
+        lines.append(f"{d.base_model} {d.spec_label}: {d.task}/{d.subset} n {d.n}, CI width "
+                     f"{d.ci_high - d.ci_low:.3g}, detectable |Δ| {d.mde:.3g}; to detect "
+                     f"{delta}: about {need} items ({need / d.n:.1f}x)")
+    return lines
 
 
 def _trend(x: list, y: list) -> float | None:
@@ -238,7 +304,7 @@ def check_findings(diffs: list) -> dict[str, list[Finding]]:
 
 
 def findings_markdown(results: dict[str, list[Finding]], source: str,
-                      figures: list[tuple[str, str]] = ()) -> str:
+                      figures: list[tuple[str, str]] = (), sizes: list[str] = ()) -> str:
     """``docs/validation.md``: per finding, the claim, the rule, each model's verdict and
     evidence; ``figures`` are (title, relative path) pairs shown at the end."""
     models = sorted(results)
@@ -261,6 +327,11 @@ def findings_markdown(results: dict[str, list[Finding]], source: str,
             f = results[m][i]
             lines += [f"### {m}: {f.verdict}", ""]
             lines += [f"- {e}" for e in f.evidence] + [""]
+    if sizes:
+        lines += ["## Sample sizes to detect a change of 0.05 in s_DIS", "",
+                  "From each comparison's observed paired variance (80% power, two-sided "
+                  "alpha 0.05, before FDR):", ""]
+        lines += [f"- {line}" for line in sizes] + [""]
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{title}]({path})" for title, path in figures]
@@ -296,5 +367,6 @@ def write_findings(store, md_path, fdr: float = 0.05, n_boot: int = 1000, seed: 
     shown = [(f.title, f"{folder.name}/{f.png}") for f in figs.figures
              if f.kind != "group_heatmap"]
     md_path.write_text(findings_markdown(results, f"`{store_path.name}` ({len(diffs)} paired "
-                                         "comparisons)", shown), encoding="utf-8")
+                                         "comparisons)", shown, detection_sizes(diffs)),
+                       encoding="utf-8")
     return md_path
