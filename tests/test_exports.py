@@ -144,3 +144,19 @@ def test_wide_rows_never_mix_protocols():
     assert "protocol" in cols
     assert sorted((r["protocol"], r["wikitext2"]) for r in table) == [
         ("compsafe", 5.5), ("reference", 5.6)]
+
+
+def test_dialect_columns_take_the_studys_window_protocol():
+    """perplexity_results.csv's corpus columns hold the corpus-window value (the study's
+    protocol) when a setting was scored both per document and in windows, in either order."""
+    from compsafe.report.wide import wide_tables
+
+    base = {"base_model": "m", "model": "m", "method": "dense", "task": "dialect",
+            "group": "all", "metric": "token_ppl", "protocol": "reference"}
+    docs = {**base, "subset": "aave_literature", "value": 40.0}
+    windows = {**base, "subset": "aave_literature/sliding", "value": 31.0}
+    for rows in ([docs, windows], [windows, docs]):
+        _, table = wide_tables(rows)["perplexity_results.csv"]
+        assert [r["aave_literature"] for r in table] == [31.0]
+    _, table = wide_tables([docs])["perplexity_results.csv"]
+    assert [r["aave_literature"] for r in table] == [40.0]

@@ -28,7 +28,8 @@ one mixed row), then one column per metric, named as there:
     perplexity_results.csv
                        wikitext2 (token perplexity, whichever protocol was run),
                        aave_literature, twitterAAE (twitteraae), twitter-white
-                       (twitteraae_helm_white)
+                       (twitteraae_helm_white): the dialect corpus-window protocol's value
+                       (the study's) when a setting was also scored per document
 
 Values are compsafe's; prompt perplexity here is token-weighted unless the task said
 otherwise, and ``active_parameters`` is left empty (the store does not record it).
@@ -108,8 +109,17 @@ def wide_column(row: dict, scorer: str | None = None) -> str | None:
         if metric == "frac_toxic" and group == "all":
             return f"mean_{tag}_ratio"
     if metric == "token_ppl":
-        return PPL_COLUMNS.get((task, None if task == "wikitext2" else subset))
+        return PPL_COLUMNS.get((task, None if task == "wikitext2" else _corpus(subset)))
     return None
+
+
+_WINDOW_SUFFIXES = ("/chunks", "/sliding")
+
+
+def _corpus(subset: str) -> str:
+    """A dialect subset's corpus: ``aave_literature/sliding`` (the window protocols) is
+    ``aave_literature``."""
+    return subset.rsplit("/", 1)[0] if subset.endswith(_WINDOW_SUFFIXES) else subset
 
 
 def wide_tables(rows: Iterable[dict]) -> dict[str, tuple[list[str], list[dict]]]:
@@ -127,6 +137,9 @@ def wide_tables(rows: Iterable[dict]) -> dict[str, tuple[list[str], list[dict]]]
         if file == "perplexity_results.csv":
             key = {"name": row["model"], **{k: key[k] for k in PPL_KEY_COLUMNS[1:]}}
         out = tables.setdefault(file, {}).setdefault(tuple(key.values()), dict(key))
+        if col in out and row["task"] == "dialect" and not row["subset"].endswith(
+                _WINDOW_SUFFIXES):
+            continue  # a corpus scored both ways: the study's windows fill its column
         out[col] = row["value"]
         cols = columns.setdefault(file, [])
         if col not in cols:
