@@ -78,3 +78,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "full" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _sweep_registry(tmp_path_factory, monkeypatch):
+    """Sweeps that tests run (subprocesses too) are remembered in the session's temporary
+    folder, not in the user's ``~/.cache/compsafe/sweeps.jsonl`` (``sweep/places.py``)."""
+    monkeypatch.setenv("COMPSAFE_SWEEP_REGISTRY",
+                       str(tmp_path_factory.getbasetemp() / "sweeps.jsonl"))

@@ -12,6 +12,7 @@ uses it to say where the results are and how to point at them.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from compsafe.data.paths import cache_root
@@ -20,7 +21,9 @@ FILE = "sweeps.jsonl"
 
 
 def _registry() -> Path:
-    return cache_root() / FILE
+    """``$COMPSAFE_SWEEP_REGISTRY`` if set (tests keep theirs apart), else the cache's."""
+    override = os.environ.get("COMPSAFE_SWEEP_REGISTRY")
+    return Path(override) if override else cache_root() / FILE
 
 
 def record_run(config: Path, store: Path, overrides: list[str]) -> None:
