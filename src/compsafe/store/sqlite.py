@@ -20,7 +20,6 @@ beside the writer, writes take the lock up front (``BEGIN IMMEDIATE``) and wait 
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import threading
 import time
@@ -28,9 +27,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from compsafe.store import claims, shared
+from compsafe.store.jsonrow import dumps as _dumps
+from compsafe.store.jsonrow import real as _real
 from compsafe.store.schema import (
     LINEAGE_COLUMNS,
     METRIC_COLS,
@@ -45,47 +45,6 @@ from compsafe.types import MetricRow
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _nonfinite_path(obj: Any, path: str = "$") -> str | None:
-    """Where the first NaN/inf in ``obj`` is (``$.scores[2]``), or None."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return path
-    if isinstance(obj, dict):
-        children = ((f"{path}.{k}", v) for k, v in obj.items())
-    elif isinstance(obj, (list, tuple)):
-        children = ((f"{path}[{i}]", v) for i, v in enumerate(obj))
-    else:
-        return None
-    for child_path, v in children:
-        found = _nonfinite_path(v, child_path)
-        if found:
-            return found
-    return None
-
-
-def _dumps(obj: Any, what: str) -> str:
-    """JSON for storage; NaN is not JSON, and undefined values must be None, so refuse it."""
-    try:
-        return json.dumps(obj, ensure_ascii=False, allow_nan=False, sort_keys=True)
-    except ValueError as e:
-        where = _nonfinite_path(obj)
-        if where is None:
-            raise StoreError(f"{what}: {e}") from e
-        raise StoreError(
-            f"{what}: non-finite float at {where}; use None for undefined values") from e
-    except TypeError as e:
-        raise StoreError(f"{what}: not JSON-serialisable: {e}") from e
-
-
-def _real(x: Any, what: str) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    if not math.isfinite(x):
-        # SQLite would store NaN as NULL silently; say so instead, so the task gets fixed.
-        raise StoreError(f"{what} is {x}; use None for an undefined metric")
-    return x
 
 
 class Store:
