@@ -92,3 +92,29 @@ def test_custom_code_entries_are_read_from_both_configs(tmp_path):
         remote_code.check_model_dir(tmp_path, trust=False)
     remote_code.check_model_dir(tmp_path, trust=True)
     assert remote_code.refusal(ValueError("unrelated"), "x") is None
+
+
+def test_a_sweep_runs_custom_code_only_for_a_model_that_allows_it(custom_model, data_cache,
+                                                                  tmp_path):
+    """Sweeps follow the same rule, per model entry (``trust_remote_code: true``)."""
+    import yaml
+
+    model, marker = custom_model
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "hf_modules"),
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    for trust in (False, True):
+        config = tmp_path / f"sweep-{trust}.yaml"
+        config.write_text(yaml.safe_dump({
+            "name": "custom", "out": str(tmp_path / f"out-{trust}"),
+            "data_dir": str(data_cache), "device": "cpu", "dtype": "float32",
+            "models": [{"model": str(model), "name": "custom", "trust_remote_code": trust}],
+            "compression": [], "tasks": [{"task": "bbq", "limit": 1, "n_boot": 0}]}))
+        done = subprocess.run([sys.executable, "-m", "compsafe.cli", "-q", "sweep",
+                               str(config)], capture_output=True, text=True, env=env,
+                              timeout=300, input="y\n" * 50)
+        if not trust:
+            assert done.returncode == 1 and not marker.exists(), done.stderr
+            assert "trust_remote_code: true on the model" in done.stdout + done.stderr
+        else:
+            assert done.returncode == 0, done.stderr
+            assert marker.exists()

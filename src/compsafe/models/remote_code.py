@@ -68,7 +68,8 @@ def check_model_dir(model_dir: str | Path, trust: bool) -> None:
     if entries:
         raise RemoteCodeError(
             f"{model_dir} ships its own Python code ({'; '.join(entries[:3])}), which "
-            f"compsafe runs only with {FLAG}; inspect it, then pass {FLAG} to allow it")
+            f"compsafe runs only with {FLAG}; inspect it, then pass {FLAG} (in a sweep "
+            f"config: trust_remote_code: true on the model) to allow it")
 
 
 def refusal(error: Exception, spec: str) -> RemoteCodeError | None:

@@ -64,6 +64,9 @@ class ModelEntry:
     model: str
     name: str
     chat: bool | str | None = None
+    # Run the model's own Python code (an ``auto_map`` in its config); off unless the config
+    # says so for this model, as ``--trust-remote-code`` for eval and compress.
+    trust_remote_code: bool = False
 
     def prompt_format(self, prompt: PromptFormat) -> PromptFormat:
         """A task's prompt format for this model (the model's ``chat`` wins when set)."""
@@ -188,7 +191,7 @@ def _models(items: list) -> tuple[ModelEntry, ...]:
     for i, item in enumerate(items):
         where = f"models[{i}]"
         f = Fields(expect(item, dict, where, "a mapping or a model string"), where,
-                   ("model", "name", "chat"))
+                   ("model", "name", "chat", "trust_remote_code"))
         model = f.str("model")
         chat = f.get("chat", None)
         if not (chat is None or isinstance(chat, bool) or chat in CHAT_TEMPLATES):
@@ -207,7 +210,7 @@ def _models(items: list) -> tuple[ModelEntry, ...]:
         if model not in EMBEDDED and local.exists():  # absolute, so every worker finds it
             model = str(local.absolute())
         seen[name] = where
-        out.append(ModelEntry(model, name, chat))
+        out.append(ModelEntry(model, name, chat, f.bool("trust_remote_code", False)))
     return tuple(out)
 
 

@@ -87,7 +87,8 @@ def _build_locked(config: SweepConfig, group: Group, out: Path, progress: bool) 
 
         log.info("%s: compressing into %s", group.label, out)
         compress_model(group.model.model, group.spec, out, device=config.device,
-                       data_dir=config.data_dir, progress=progress)
+                       data_dir=config.data_dir, progress=progress,
+                       trust_remote_code=group.model.trust_remote_code)
     elif (info.get("key"), (info.get("source_model") or {}).get("spec")) != (
             group.spec.key(), group.model.model):
         # The folder name holds the spec key, but a hand-copied folder could lie.
@@ -115,7 +116,8 @@ def evaluate_group(config: SweepConfig, group: Group, cells: list[Cell] | tuple[
 
     try:
         model = HFModel.load(built.source, device=config.device, dtype=config.dtype,
-                             batch_size=config.batch_size)
+                             batch_size=config.batch_size,
+                             trust_remote_code=group.model.trust_remote_code)
         fingerprint = model.fingerprint()
     except Exception as e:
         for cell in cells:
