@@ -1,7 +1,9 @@
 """Frozen value types shared by tasks, the model adapter, the runner and the store.
 
-One request type per kind of model call (here: log-likelihood of a continuation given a
-context), one response type, and one tidy metric row.
+One request type per kind of model call (log-likelihood of a continuation given a context,
+rolling log-likelihood of a text, generation of a continuation) with its response type, the
+decoding parameters, prompt formats, task options and one tidy metric row. No torch here:
+tasks build requests from these types alone.
 """
 
 from __future__ import annotations
@@ -50,6 +52,49 @@ CHAT_TEMPLATES = {
     "tulu": "<|user|>\n{prompt}\n<|assistant|>\n",
 }
 """Named literal chat templates; ``{prompt}`` is the task's raw prompt."""
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """Decoding parameters; part of every generation run key."""
+
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 0.9
+    max_new_tokens: int = 30
+    min_new_tokens: int = 0
+
+    def __post_init__(self):
+        if self.max_new_tokens <= 0:
+            raise ValueError(f"max_new_tokens must be positive, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"min_new_tokens must be between 0 and max_new_tokens "
+                             f"({self.max_new_tokens}), got {self.min_new_tokens}")
+        if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
+            raise ValueError(f"invalid sampling parameters: {self}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        # Run keys hash this dict: leaving out the default minimum keeps the keys of runs
+        # stored before min_new_tokens existed (they had no minimum).
+        if not self.min_new_tokens:
+            del d["min_new_tokens"]
+        return d
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A prompt and the key its sample's randomness derives from (e.g. ``prompt_id/k``).
+
+    ``decoding`` and ``seed`` travel with the request so the runner can serve requests of
+    several tasks at once; requests with equal (decoding, seed) are batched together.
+    """
+
+    prompt: str
+    sample_key: str
+    decoding: DecodingConfig | None = None
+    seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -22,56 +22,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
 
 from compsafe.metrics.stats import stable_seed
 from compsafe.models.tokenize import prefix_token_id
+from compsafe.types import DecodingConfig, GenerationRequest
 
-
-@dataclass(frozen=True)
-class DecodingConfig:
-    """Decoding parameters; part of every generation run key."""
-
-    do_sample: bool = True
-    temperature: float = 1.0
-    top_k: int = 50
-    top_p: float = 0.9
-    max_new_tokens: int = 30
-    min_new_tokens: int = 0
-
-    def __post_init__(self):
-        if self.max_new_tokens <= 0:
-            raise ValueError(f"max_new_tokens must be positive, got {self.max_new_tokens}")
-        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
-            raise ValueError(f"min_new_tokens must be between 0 and max_new_tokens "
-                             f"({self.max_new_tokens}), got {self.min_new_tokens}")
-        if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
-            raise ValueError(f"invalid sampling parameters: {self}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        # Run keys hash this dict: leaving out the default minimum keeps the keys of runs
-        # stored before min_new_tokens existed (they had no minimum).
-        if not self.min_new_tokens:
-            del d["min_new_tokens"]
-        return d
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """A prompt and the key its sample's randomness derives from (e.g. ``prompt_id/k``).
-
-    ``decoding`` and ``seed`` travel with the request so the runner can serve requests of
-    several tasks at once; requests with equal (decoding, seed) are batched together.
-    """
-
-    prompt: str
-    sample_key: str
-    decoding: DecodingConfig | None = None
-    seed: int = 0
+__all__ = ["DecodingConfig", "GenerationRequest", "generate"]  # the request types live in types.py
 
 
 def candidates(logits: torch.Tensor, cfg: DecodingConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,6 +27,8 @@ from compsafe.store import Store, claims
 from compsafe.tasks.base import LoglikTask
 from compsafe.types import (
     DEFAULT_PROTOCOL,
+    DecodingConfig,
+    GenerationRequest,
     LoglikRequest,
     MetricRow,
     PromptFormat,
@@ -75,8 +77,6 @@ def make_render(model: ScoringModel, prompt: PromptFormat) -> Callable[[str], st
 
 def serve(model: ScoringModel, requests: Sequence) -> list:
     """Responses to a mixed list of requests, each kind batched across the whole list."""
-    from compsafe.models.generate import DecodingConfig, GenerationRequest
-
     groups: dict[tuple, list[int]] = {}
     for i, r in enumerate(requests):
         if isinstance(r, GenerationRequest):  # batch per decoding config and seed

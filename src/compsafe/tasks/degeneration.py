@@ -35,10 +35,14 @@ from compsafe.data.prompts.toxigen import SOURCES as TOXIGEN_SOURCES
 from compsafe.errors import CompsafeError
 from compsafe.metrics.defs import Def
 from compsafe.metrics.generation import SCORER_KIND, generation_defs, scorer_kind
-from compsafe.models.generate import DecodingConfig, GenerationRequest
 from compsafe.scorers import CachedScorer, ScoreCache, get_scorer
 from compsafe.tasks.base import LoglikTask, Render
-from compsafe.types import RollingRequest, RollingResponse
+from compsafe.types import (
+    DecodingConfig,
+    GenerationRequest,
+    RollingRequest,
+    RollingResponse,
+)
 
 
 class DegenerationTask(LoglikTask):
