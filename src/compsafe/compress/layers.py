@@ -59,21 +59,47 @@ class _Captured(Exception):
     """Raised by the last block's stand-in to stop the forward pass once inputs are recorded."""
 
 
+KNOWN_BLOCKS = ("model.layers (Llama, Mistral, Qwen2/3, Gemma 2/3, Phi-3), gpt_neox.layers, "
+                "model.decoder.layers (OPT), transformer.h (GPT-2)")
+
+
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """``(qualified name, ModuleList)`` of the decoder blocks; CompsafeError if none."""
-    best, best_size = None, 0
+    """``(qualified name, ModuleList)`` of the decoder blocks: the largest ModuleList of
+    identical blocks holding linear layers. CompsafeError, naming what is missing, if
+    there is none (or its blocks hold no ``nn.Linear``/``Conv1D``: a pre-quantized model)."""
+    best, best_size, linearless = None, 0, None
     for name, mod in model.named_modules():
         if not isinstance(mod, nn.ModuleList) or len(mod) == 0:
             continue
-        if len({type(b) for b in mod}) != 1 or not find_linears(mod[0]):
+        if len({type(b) for b in mod}) != 1:
             continue
         size = sum(p.numel() for p in mod.parameters())
-        if size > best_size:
-            best, best_size = (name, mod), size
-    if best is None:
-        raise CompsafeError(f"no decoder blocks found in {type(model).__name__}: compsafe "
-                            "needs a ModuleList of identical blocks containing linear layers")
-    return best
+        if find_linears(mod[0]):
+            if size > best_size:
+                best, best_size = (name, mod), size
+        elif linearless is None or len(mod) > len(linearless[1]):
+            linearless = (name, mod)  # pre-quantized layers may keep their weights in buffers
+    if best is not None:
+        return best
+    cls = type(model).__name__
+    if linearless is not None:
+        name, mod = linearless
+        kinds = sorted({type(m).__name__ for m in mod[0].modules() if _holds_weights(m)})
+        raise CompsafeError(
+            f"cannot find the linear layers of {cls}: its blocks {name} "
+            f"({len(mod)} x {type(mod[0]).__name__}) hold no torch.nn.Linear or Conv1D "
+            f"(their layers: {', '.join(kinds) or 'none with weights'}); compsafe compresses "
+            "dense checkpoints, not pre-quantized ones")
+    raise CompsafeError(
+        f"cannot find the transformer blocks of {cls}: compsafe "
+        f"needs a ModuleList of identical blocks holding linear layers, as at {KNOWN_BLOCKS}")
+
+
+def _holds_weights(module: nn.Module) -> bool:
+    """A leaf module with tensors of its own (parameters or buffers): a layer."""
+    return not any(True for _ in module.children()) and (
+        any(True for _ in module.parameters(recurse=False))
+        or any(True for _ in module.buffers(recurse=False)))
 
 
 def skipped(name: str, skip: tuple[str, ...]) -> bool:

@@ -8,6 +8,7 @@ directory with ``compression.json``: the spec, per-layer achieved sparsity (zero
 in the final weights) or quantization error, the calibration hash, timings, peak memory,
 versions and the source model's fingerprint. Quantized weights are stored dequantized
 ("fake-quant") in float32, which every backend and ``compsafe eval`` load as they are.
+A checkpoint that is already quantized (GPTQ, AWQ, bitsandbytes) is refused in one line.
 
 LLM.int8 (Dettmers et al. 2022) is not a weight transformation but a load-time kernel:
 it goes through transformers' ``BitsAndBytesConfig(load_in_8bit=True)`` and needs
@@ -15,6 +16,8 @@ bitsandbytes with a CUDA GPU.
 
     info = compress_model("default", CompressionSpec(method="wanda", sparsity=0.5),
                           Path("models/wanda-50"))
+    done = compress_in_memory("default", spec)   # the same, kept in memory: done.hf
+    done.save(Path("models/wanda-50"))
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -51,6 +55,9 @@ from compsafe.compress.stats import get_weight, in_features
 from compsafe.errors import CompsafeError
 from compsafe.models import remote_code
 from compsafe.models.device import DTYPES, fast_bf16, pick_device
+
+if TYPE_CHECKING:
+    from compsafe.models.hf import HFModel
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +155,25 @@ def cast_for_saving(model: torch.nn.Module, targets: dict, dtype: torch.dtype,
         model.to(dtype)
 
 
+@dataclass
+class CompressedModel:
+    """A compressed model still in memory, with what ``compress_model`` writes beside it:
+    ``info`` (compression.json's contents) and ``extras`` (AWQ scales by layer name)."""
+
+    hf: HFModel
+    info: dict
+    extras: dict = field(default_factory=dict)
+
+    def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
+        """Write the model directory (``save.save_model_dir``), atomically."""
+        t = time.perf_counter()
+        out = save_model_dir(self.hf.model, self.hf.tokenizer, self.info, Path(out_dir),
+                             overwrite, self.extras)
+        log.info("saved %s to %s in %.1f s", self.info["label"], out,
+                 time.perf_counter() - t)
+        return out
+
+
 def compress_model(model_spec: str, spec: CompressionSpec, out_dir: str | Path,
                    device: str | None = None, data_dir: str | Path | None = None,
                    progress: bool = True, overwrite: bool = False, batch_size: int = 8,
@@ -155,19 +181,31 @@ def compress_model(model_spec: str, spec: CompressionSpec, out_dir: str | Path,
     """Compress ``model_spec`` per ``spec`` into ``out_dir``; returns compression.json's dict.
 
     A model that ships its own Python code is refused unless ``trust_remote_code``."""
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, overwrite)
     with hf_progress_bars(progress):
-        return _compress_model(model_spec, spec, Path(out_dir), device, data_dir, progress,
-                               overwrite, batch_size, trust_remote_code)
+        if spec.method in BNB_METHODS:
+            return _bitsandbytes(model_spec, spec, out_dir, pick_device(device), overwrite,
+                                 trust_remote_code)
+        compressed = compress_in_memory(model_spec, spec, device, data_dir, progress,
+                                        batch_size, trust_remote_code)
+        compressed.save(out_dir, overwrite)
+        return compressed.info
 
 
-def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overwrite,
-                    batch_size, trust_remote_code=False) -> dict:
+def compress_in_memory(model_spec: str, spec: CompressionSpec, device: str | None = None,
+                       data_dir: str | Path | None = None, progress: bool = True,
+                       batch_size: int = 8, trust_remote_code: bool = False
+                       ) -> CompressedModel:
+    """``compress_model`` without the saving: the compressed model, in memory, cast to its
+    save dtype (what a reload of the saved directory gives back, bit for bit). Weight
+    transformations only: LLM.int8 and NF4 happen at load time (``compress_model``)."""
     from compsafe.models.hf import HFModel
 
-    check_out_dir(out_dir, overwrite)
-    dev = pick_device(device)
     if spec.method in BNB_METHODS:
-        return _bitsandbytes(model_spec, spec, out_dir, dev, overwrite, trust_remote_code)
+        raise CompsafeError(f"{spec.method} quantizes at load time through bitsandbytes: "
+                            "use compress_model, which saves it")
+    dev = pick_device(device)
     want = needs(spec)
     # Resolved (and checked to be UTF-8 text) before the model loads: a bad calibration
     # file should cost a second, not a model load.
@@ -177,6 +215,11 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
     hf = HFModel.load(model_spec, device="cpu", dtype="float32",
                       trust_remote_code=trust_remote_code)
     times = {"load_s": time.perf_counter() - t0}
+    if hf.quantization_config is not None:
+        how = hf.quantization_config.get("quant_method", "a quantization_config")
+        raise CompsafeError(f"{model_spec} is already quantized ({getattr(how, 'value', how)}): "
+                            "compsafe compresses dense checkpoints; pass the dense model it "
+                            "was made from")
     targets = _all_targets(hf.model, spec) if spec.method != "dense" else {}
     check_layers(targets, spec)
     fingerprint = hf.fingerprint()
@@ -239,10 +282,7 @@ def _compress_model(model_spec, spec, out_dir, device, data_dir, progress, overw
         info["storage"] = FAKE_QUANT
     if extras:
         info["awq_scales_file"] = "awq_scales.safetensors"
-    t = time.perf_counter()
-    save_model_dir(hf.model, hf.tokenizer, info, out_dir, overwrite, extras)
-    log.info("saved %s to %s in %.1f s", spec.label(), out_dir, time.perf_counter() - t)
-    return info
+    return CompressedModel(hf, info, extras)
 
 
 def _bitsandbytes(model_spec: str, spec: CompressionSpec, out_dir: Path, dev: torch.device,
@@ -257,10 +297,10 @@ def _bitsandbytes(model_spec: str, spec: CompressionSpec, out_dir: Path, dev: to
                             "pip install bitsandbytes")
     from importlib.metadata import version
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     from compsafe.models.fingerprint import checkpoint_fingerprint
-    from compsafe.models.hf import HFModel, resolve_model_path
+    from compsafe.models.hf import HFModel, check_causal_lm, resolve_model_path
 
     t0 = time.perf_counter()
     reset_peak_memory(dev)
@@ -271,9 +311,10 @@ def _bitsandbytes(model_spec: str, spec: CompressionSpec, out_dir: Path, dev: to
     remote_code.check_model_dir(path, trust_remote_code)
     trust = remote_code.kwargs(trust_remote_code)
     try:
+        check_causal_lm(AutoConfig.from_pretrained(path, **trust), model_spec)
         tokenizer = AutoTokenizer.from_pretrained(path, **trust)
     except OSError as e:
-        raise CompsafeError(f"cannot load the tokenizer of {model_spec!r}: {e}") from e
+        raise CompsafeError(f"cannot load the config or tokenizer of {model_spec!r}: {e}") from e
     fingerprint = checkpoint_fingerprint(path, tokenizer)
     if fingerprint is None:
         dense = HFModel.load(model_spec, device="cpu", dtype="float32",

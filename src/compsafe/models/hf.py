@@ -58,6 +58,32 @@ def resolve_model_path(spec: str) -> tuple[str, str]:
     return spec, spec
 
 
+_DECODER_ONLY = "a decoder-only causal LM (Llama, Mistral, Qwen, Gemma, Phi-3, GPT-NeoX, OPT, ...)"
+
+
+def _architecture(config) -> str:
+    archs = getattr(config, "architectures", None) or [type(config).__name__]
+    return f"{archs[0]} (model_type {getattr(config, 'model_type', None)!r})"
+
+
+def check_causal_lm(config, spec: str) -> None:
+    """Refuse an encoder-decoder model before anything else loads: transformers would load
+    some (BART, mBART) as their decoder alone, which scores text without its encoder."""
+    if getattr(config, "is_encoder_decoder", False):
+        raise ModelLoadError(f"cannot load model {spec!r}: {_architecture(config)} is an "
+                             f"encoder-decoder model; compsafe evaluates {_DECODER_ONLY}")
+
+
+def not_causal_lm(error: ValueError, config, spec: str) -> ModelLoadError | None:
+    """transformers' "Unrecognized configuration class ... AutoModelForCausalLM" refusal
+    (a multi-line list of every supported config) as one line naming the architecture."""
+    if config is None or "AutoModelForCausalLM" not in str(error):
+        return None
+    return ModelLoadError(f"cannot load model {spec!r}: {_architecture(config)} has no causal "
+                          f"LM class in transformers (AutoModelForCausalLM); compsafe "
+                          f"evaluates {_DECODER_ONLY}")
+
+
 @dataclass
 class HFModel:
     """A loaded causal LM with its tokenizer, ready to score requests."""
@@ -100,9 +126,11 @@ class HFModel:
         torch_dtype = pick_dtype(dev, dtype)
         if dev.type == "cpu":
             configure_cpu_threads()
+        config = None
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source, **trust)
             config = AutoConfig.from_pretrained(source, **trust)
+            check_causal_lm(config, spec)
+            tokenizer = AutoTokenizer.from_pretrained(source, **trust)
             qconfig = getattr(config, "quantization_config", None)
             # A pre-quantized checkpoint (GPTQ, AWQ, bitsandbytes) loads through transformers'
             # own integration, placed at load time: bitsandbytes models refuse ``.to()``.
@@ -110,7 +138,7 @@ class HFModel:
             model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype,
                                                          **placement, **trust)
         except ValueError as e:
-            refused = remote_code.refusal(e, spec)
+            refused = remote_code.refusal(e, spec) or not_causal_lm(e, config, spec)
             if refused is None:
                 raise
             raise refused from None
