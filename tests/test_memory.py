@@ -68,3 +68,81 @@ def test_llama_figures_of_the_scale_doc():
     # evaluation: 7B in bf16 is 13.5 GB of weights, under 24 GB with the logits bound
     ev = evaluation_memory(LLAMA_2_7B)
     assert 12.5 < ev.terms["weights"] / GiB < 13 and ev.total / GiB < 20
+
+
+def test_plan_keeps_activations_on_the_cpu_then_shrinks_batches_then_refuses():
+    """What compsafe does when a compression does not fit (docs/scale.md): first the
+    calibration activations wait on the CPU, then the forward batch halves, then one line
+    refuses before any work."""
+    from compsafe.compress.memory import plan_compression
+    from compsafe.errors import CompsafeError
+
+    def plan(budget_gib, method="sparsegpt"):
+        return plan_compression(LLAMA_2_70B, method, int(budget_gib * GiB), 128, 2048,
+                                batch=8, forward_bytes=2)
+
+    full = compression_memory(LLAMA_2_70B, "sparsegpt", 128, 2048, 8, 2)
+    assert plan(full.total / GiB + 0.01).note is None  # fits: nothing changes
+    offloaded = plan(full.total / GiB - 1)
+    assert (offloaded.offload, offloaded.batch) == (True, 8)
+    assert offloaded.estimate.terms["hidden states"] == 2 * 8 * 2048 * 8192 * 2
+    assert "kept on the CPU" in offloaded.note and "more than the" in offloaded.note
+    smaller = plan(offloaded.estimate.total / GiB - 0.5)
+    assert smaller.offload and smaller.batch < 8 and "forward batch 8 ->" in smaller.note
+    assert smaller.estimate.total <= int((offloaded.estimate.total / GiB - 0.5) * GiB)
+    with pytest.raises(CompsafeError, match=r"even with the calibration activations on the "
+                       r"CPU and batch 1 \(largest term: per-layer work.*does not shrink"):
+        plan(1.0)
+    with pytest.raises(CompsafeError, match="magnitude on Llama-2-70B needs .* for one block"):
+        plan(0.01, "magnitude")
+
+
+@pytest.mark.parametrize("method", ["sparsegpt", "awq"])
+def test_offloaded_activations_give_the_same_compressed_model(method):
+    """Activations waiting on the CPU change where tensors live, not the results."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, vocab_size=500)
+    tokens = torch.randint(0, 500, (6, 32), generator=torch.Generator().manual_seed(1))
+    spec = (CompressionSpec(method=method, sparsity=0.5) if method == "sparsegpt"
+            else CompressionSpec(method=method, bits=4, group_size=32))
+    weights = []
+    for offload in (False, True):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config).eval()
+        compress_sequential(model, spec, tokens, "cpu", batch_size=4, progress=False,
+                            offload=offload)
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    for name, w in weights[0].items():
+        assert torch.equal(w, weights[1][name]), name
+
+
+def test_compress_within_a_budget_says_so_in_one_line(tiny_model_dir, tmp_path, caplog):
+    """A budget smaller than the estimate (here on a CPU, where there is none by default)
+    changes the plan, logs it once, and records it in compression.json."""
+    import logging
+
+    from transformers import AutoConfig
+
+    from compsafe.compress.memory import Shape as ModelShape
+    from compsafe.compress.run import compress_in_memory
+    from compsafe.compress.spec import Calibration
+
+    shape = ModelShape.from_config(AutoConfig.from_pretrained(tiny_model_dir))
+    text = tmp_path / "calibration.txt"
+    text.write_text(" ".join(f"word{i % 97} of the text" for i in range(3000)))
+    spec = CompressionSpec(method="wanda", sparsity=0.5,
+                           calibration=Calibration(source=str(text), nsamples=8, seqlen=64))
+    need = compression_memory(shape, "wanda", 8, 64, 8, 4, device="cpu").total
+    with caplog.at_level(logging.WARNING, logger="compsafe.compress.run"):
+        done = compress_in_memory(str(tiny_model_dir), spec, "cpu", None,
+                                  progress=False, memory_budget_gb=0.9 * need / GiB)
+    plan = done.info["memory_plan"]
+    assert plan["offload"] and "kept on the CPU" in plan["note"]
+    assert [r.getMessage() for r in caplog.records if "GiB" in r.getMessage()] == [plan["note"]]
+    unbounded = compress_in_memory(str(tiny_model_dir), spec, "cpu", None,
+                                   progress=False)
+    assert "memory_plan" not in unbounded.info
+    for name, w in unbounded.hf.model.state_dict().items():
+        assert torch.equal(w, done.hf.model.state_dict()[name]), name

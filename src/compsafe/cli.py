@@ -211,6 +211,10 @@ def _add_compress(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8,
                    help="calibration windows per block forward pass (default 8; larger is "
                         "faster on a GPU with memory to spare)")
+    p.add_argument("--memory-budget-gb", type=float, default=None,
+                   help="peak memory the compression may use (default: the CUDA device's "
+                        "free memory; none on CPU): past it, calibration activations wait "
+                        "on the CPU and batches shrink, said in one line (docs/scale.md)")
     p.set_defaults(func=_run_compress)
 
 

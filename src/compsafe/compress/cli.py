@@ -47,12 +47,16 @@ def run_compress(args) -> int:
     spec = spec_from_args(args)
     if args.batch_size <= 0:
         raise CompsafeError(f"--batch-size must be positive, got {args.batch_size}")
+    budget = getattr(args, "memory_budget_gb", None)
+    if budget is not None and budget <= 0:
+        raise CompsafeError(f"--memory-budget-gb must be positive, got {budget}")
     from compsafe.compress.run import compress_model  # imports torch: only after the checks
 
     info = compress_model(args.model, spec, args.out, device=args.device,
                           data_dir=args.data_dir, progress=not args.quiet,
                           overwrite=args.overwrite, batch_size=args.batch_size,
-                          trust_remote_code=args.trust_remote_code)
+                          trust_remote_code=args.trust_remote_code,
+                          memory_budget_gb=budget)
     summary = info.get("summary", {})
     if "sparsity" in summary:
         what = (f"sparsity {summary['sparsity']:.5f}, per layer "

@@ -136,14 +136,22 @@ class _Recorder(nn.Module):
     states unchanged; the last one stops the forward pass. Attributes the model's loop may
     read from a block (``attention_type``, ...) are the real block's."""
 
-    def __init__(self, block: nn.Module, sink: list, last: bool):
+    def __init__(self, block: nn.Module, sink: list, last: bool,
+                 keep_on: torch.device | None = None, memo: dict | None = None):
         super().__init__()
         self.__dict__["_block"] = block  # a plain attribute, not a submodule: never moved
         self.__dict__["_sink"] = sink
+        self.__dict__["_keep"] = (keep_on, memo)
         self.last = last
 
     def forward(self, hidden, *args, **kwargs):
-        self._sink.append((hidden, tuple(args), dict(kwargs)))
+        keep_on, memo = self._keep
+        if keep_on is None:
+            self._sink.append((hidden, tuple(args), dict(kwargs)))
+        else:  # offloaded as recorded: the accelerator never holds every batch's inputs
+            self._sink.append((move_value(hidden, keep_on, memo),
+                               move_value(tuple(args), keep_on, memo),
+                               {k: move_value(v, keep_on, memo) for k, v in kwargs.items()}))
         if self.last:
             raise _Captured
         return hidden
@@ -156,18 +164,21 @@ class _Recorder(nn.Module):
 
 
 def capture_inputs(model: nn.Module, blocks_name: str, blocks: nn.ModuleList,
-                   tokens: Tensor, device: torch.device, batch_size: int
-                   ) -> list[list[BlockInput]]:
-    """Each block's inputs for each batch of ``tokens`` (n, seqlen), on ``device``:
-    ``captured[block][batch]``. Only block 0 has hidden states (the blocks do not run, so
-    the others' are None); every block's other arguments are its own."""
+                   tokens: Tensor, device: torch.device, batch_size: int,
+                   keep_on: torch.device | None = None) -> list[list[BlockInput]]:
+    """Each block's inputs for each batch of ``tokens`` (n, seqlen), computed on ``device``
+    and kept there (or on ``keep_on``): ``captured[block][batch]``. Only block 0 has hidden
+    states (the blocks do not run, so the others' are None); every block's other arguments
+    are its own."""
     parent, attr = _split_blocks(model, blocks_name)
     # Move everything except the blocks: detach the list, move the model, put it back.
     setattr(parent, attr, nn.ModuleList())
     model.to(device)
     sinks: list[list[BlockInput]] = [[] for _ in blocks]
+    memo: dict = {}  # one offloaded copy of a tensor the blocks share (mask, rotary tables)
     setattr(parent, attr, nn.ModuleList(
-        _Recorder(b, sinks[i], i == len(blocks) - 1) for i, b in enumerate(blocks)))
+        _Recorder(b, sinks[i], i == len(blocks) - 1, keep_on, memo)
+        for i, b in enumerate(blocks)))
     try:
         with torch.no_grad():
             for batch in tokens.split(batch_size):
@@ -175,6 +186,7 @@ def capture_inputs(model: nn.Module, blocks_name: str, blocks: nn.ModuleList,
                     model(input_ids=batch.to(device), use_cache=False)
                 except _Captured:
                     pass
+                memo.clear()  # this batch's tensors: their ids may be reused by the next
     finally:
         setattr(parent, attr, nn.ModuleList())
         model.to("cpu")
@@ -201,14 +213,38 @@ def cpu_threads(n: int, enabled: bool):
         torch.set_num_threads(before)
 
 
-def run_block(block: nn.Module, inputs: list[BlockInput]) -> list[Tensor]:
-    """The block's output hidden states for each captured batch."""
+def run_block(block: nn.Module, inputs: list[BlockInput],
+              device: torch.device | None = None) -> list[Tensor]:
+    """The block's output hidden states for each captured batch. With ``device`` (inputs
+    offloaded to the CPU), each batch goes to ``device`` for its forward pass and its output
+    comes back, so only one batch's activations are on the accelerator at a time."""
     outs = []
     with torch.no_grad():
         for hidden, args, kwargs in inputs:
+            if device is not None:
+                memo: dict = {}
+                hidden, args, kwargs = (move_value(hidden, device, memo),
+                                        move_value(args, device, memo),
+                                        {k: move_value(v, device, memo)
+                                         for k, v in kwargs.items()})
             out = block(hidden, *args, **kwargs)
-            outs.append(out[0] if isinstance(out, (tuple, list)) else out)
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            outs.append(out if device is None else out.to("cpu"))
     return outs
+
+
+def move_value(value, device: torch.device, memo: dict):
+    """``value`` (a tensor, or tuples/lists of them) on ``device``; ``memo`` shares one
+    copy between the places that held the same tensor."""
+    if isinstance(value, Tensor):
+        if value.device == device:
+            return value
+        if id(value) not in memo:
+            memo[id(value)] = (value, value.to(device))
+        return memo[id(value)][1]
+    if isinstance(value, (tuple, list)):
+        return type(value)(move_value(v, device, memo) for v in value)
+    return value
 
 
 @contextmanager
@@ -256,14 +292,16 @@ def cast_inputs(inputs: list[BlockInput], dtype: torch.dtype) -> list[BlockInput
 def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor | None,
                         device: str | torch.device = "cpu", grads: dict | None = None,
                         batch_size: int = 8, progress: bool = True, awq_tokens: int = 16384,
-                        forward_dtype: torch.dtype = torch.float32
+                        forward_dtype: torch.dtype = torch.float32, offload: bool = False
                         ) -> tuple[dict[str, dict], dict[str, Tensor]]:
     """Compress ``model`` in place, block by block; per-layer reports and AWQ scales.
 
     ``tokens`` (nsamples, seqlen) are the calibration windows (None for magnitude/RTN);
     ``grads`` the GBLM squared-gradient sums by layer name. ``awq_tokens`` caps the input
     rows AWQ keeps per layer (the first calibration tokens), bounding its memory.
-    ``forward_dtype`` is the precision of the calibration forward passes.
+    ``forward_dtype`` is the precision of the calibration forward passes. ``offload`` keeps
+    the calibration activations on the CPU between blocks (``memory.plan_compression``
+    chooses it when they would not fit on the accelerator); the results are the same.
     """
     device = torch.device(device)
     blocks_name, blocks = find_blocks(model)
@@ -272,7 +310,8 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
     if want:
         if tokens is None:
             raise ValueError(f"{spec.method} needs calibration tokens")
-        captured = capture_inputs(model, blocks_name, blocks, tokens, device, batch_size)
+        captured = capture_inputs(model, blocks_name, blocks, tokens, device, batch_size,
+                                  keep_on=torch.device("cpu") if offload else None)
         hiddens = [cast_value(h, forward_dtype, {}) for h, _, _ in captured[0]]
     reports: dict[str, dict] = {}
     extras: dict[str, Tensor] = {}
@@ -290,7 +329,7 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
             captured[i] = None  # what is left of it is in ``inputs`` now
             with (collect(linears, want, max_tokens=awq_tokens) as stats,
                   cast_parameters(block, forward_dtype)):
-                run_block(block, inputs)
+                run_block(block, inputs, device if offload else None)
         block_grads = {n: grads[n] for n in linears} if grads else None
         # SparseGPT/GPTQ/AWQ maths is long chains of small ops (one column at a time): on
         # CPU, thread synchronisation costs more than it saves, 30-80x on a busy 2-core
@@ -303,6 +342,6 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
         del stats
         if want and i + 1 < len(blocks):  # the last block's outputs feed nothing we compress
             with cast_parameters(block, forward_dtype):
-                hiddens = run_block(block, inputs)
+                hiddens = run_block(block, inputs, device if offload else None)
         block.to("cpu")
     return reports, extras

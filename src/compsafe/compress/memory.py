@@ -72,6 +72,18 @@ class Shape:
     def params(self) -> int:
         return self.layers * self.block_params + 2 * self.vocab * self.hidden
 
+    @classmethod
+    def from_config(cls, config) -> Shape | None:
+        """The shape of a transformers config (Llama-style names), or None when it lacks
+        one of them (the estimate is then not made)."""
+        try:
+            heads = config.num_attention_heads
+            return cls(type(config).__name__, config.hidden_size, config.intermediate_size,
+                       config.num_hidden_layers, config.vocab_size, heads,
+                       getattr(config, "num_key_value_heads", None) or heads)
+        except (AttributeError, TypeError):
+            return None
+
     def linears(self) -> list[tuple[int, int]]:
         """(out_features, in_features) of one block's linear layers."""
         h, m, kv = self.hidden, self.intermediate, self.kv
@@ -135,6 +147,74 @@ def compression_memory(shape: Shape, method: str, nsamples: int = 128, seqlen: i
     else:  # magnitude, RTN: one layer at a time, no data
         t["per-layer work"] = 8 * d_out * max_in
     return Estimate(t)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How ``compress_sequential`` runs within a memory budget: the forward ``batch``,
+    whether the calibration activations wait on the CPU between blocks (``offload``), the
+    resulting estimate, and the one line that says what was changed (None: nothing)."""
+
+    batch: int
+    offload: bool
+    estimate: Estimate
+    note: str | None = None
+
+
+def plan_compression(shape: Shape, method: str, budget: int, nsamples: int, seqlen: int,
+                     batch: int = 8, forward_bytes: int = 2, device: str = "cuda") -> Plan:
+    """The cheapest change that fits ``budget`` bytes: none; then the calibration
+    activations kept on the CPU (only one batch's on the accelerator: the hidden-states
+    term becomes ``2 * B * S * h * a``); then halving the forward batch down to 1. Raises
+    ``CompsafeError`` (one line, with the estimate) when even that does not fit."""
+    from compsafe.errors import CompsafeError
+
+    def estimate(b: int, offload: bool) -> Estimate:
+        est = compression_memory(shape, method, nsamples, seqlen, b, forward_bytes,
+                                 device=device)
+        if offload and "hidden states" in est.terms:
+            est = Estimate({**est.terms,
+                            "hidden states": 2 * min(b, nsamples) * seqlen * shape.hidden
+                            * forward_bytes})
+        return est
+
+    first = estimate(batch, False)
+    if first.total <= budget:
+        return Plan(batch, False, first)
+    if method not in CALIBRATED:  # one block and one layer's work: nothing to shrink
+        raise CompsafeError(
+            f"{method} on {shape.name} needs ~{first.total / GiB:.1f} GiB for one block "
+            f"({_largest(first)}), more than the {budget / GiB:.1f} GiB available")
+    b, offload = batch, True
+    while True:
+        est = estimate(b, offload)
+        if est.total <= budget:
+            changes = (["calibration activations kept on the CPU"] if offload else []) + (
+                [f"forward batch {batch} -> {b}"] if b != batch else [])
+            return Plan(b, offload, est, (
+                f"{method} on {shape.name} needs ~{first.total / GiB:.1f} GiB, more than the "
+                f"{budget / GiB:.1f} GiB available: {', '.join(changes)} "
+                f"(~{est.total / GiB:.1f} GiB)"))
+        if b == 1:
+            largest = max(est.terms, key=est.terms.get)
+            advice = (f"use a shorter calibration seqlen (now {seqlen}) or a device with "
+                      "more memory" if largest in _ACTIVATIONS else
+                      "use a device with more memory (this term does not shrink with the "
+                      "calibration size)")
+            raise CompsafeError(
+                f"{method} on {shape.name} needs ~{est.total / GiB:.1f} GiB even with the "
+                f"calibration activations on the CPU and batch 1 ({_largest(est)}), more "
+                f"than the {budget / GiB:.1f} GiB available; {advice}")
+        b = max(1, b // 2)
+
+
+_ACTIVATIONS = ("hidden states", "attention scores", "MLP activations", "hook temporaries")
+"""Terms that grow with the calibration windows' length."""
+
+
+def _largest(est: Estimate) -> str:
+    name, value = max(est.terms.items(), key=lambda kv: kv[1])
+    return f"largest term: {name}, {value / GiB:.1f} GiB"
 
 
 def evaluation_memory(shape: Shape, weight_bytes: int = 2, batch_tokens: int = 16 * 512,

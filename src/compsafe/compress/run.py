@@ -39,6 +39,7 @@ from compsafe.compress.calibration import (
 from compsafe.compress.gradients import squared_gradient_sums
 from compsafe.compress.layers import compress_sequential, find_blocks, target_linears
 from compsafe.compress.masks import check_nm
+from compsafe.compress.memory import Plan, Shape, plan_compression
 from compsafe.compress.methods import needs
 from compsafe.compress.quant import resolve_group_size
 from compsafe.compress.save import (
@@ -177,10 +178,13 @@ class CompressedModel:
 def compress_model(model_spec: str, spec: CompressionSpec, out_dir: str | Path,
                    device: str | None = None, data_dir: str | Path | None = None,
                    progress: bool = True, overwrite: bool = False, batch_size: int = 8,
-                   trust_remote_code: bool = False) -> dict:
+                   trust_remote_code: bool = False, memory_budget_gb: float | None = None
+                   ) -> dict:
     """Compress ``model_spec`` per ``spec`` into ``out_dir``; returns compression.json's dict.
 
-    A model that ships its own Python code is refused unless ``trust_remote_code``."""
+    A model that ships its own Python code is refused unless ``trust_remote_code``.
+    ``memory_budget_gb`` (default: the accelerator's free memory on CUDA, none on CPU)
+    bounds the compression's peak: see ``compress_in_memory``."""
     out_dir = Path(out_dir)
     check_out_dir(out_dir, overwrite)
     with hf_progress_bars(progress):
@@ -188,18 +192,24 @@ def compress_model(model_spec: str, spec: CompressionSpec, out_dir: str | Path,
             return _bitsandbytes(model_spec, spec, out_dir, pick_device(device), overwrite,
                                  trust_remote_code)
         compressed = compress_in_memory(model_spec, spec, device, data_dir, progress,
-                                        batch_size, trust_remote_code)
+                                        batch_size, trust_remote_code, memory_budget_gb)
         compressed.save(out_dir, overwrite)
         return compressed.info
 
 
 def compress_in_memory(model_spec: str, spec: CompressionSpec, device: str | None = None,
                        data_dir: str | Path | None = None, progress: bool = True,
-                       batch_size: int = 8, trust_remote_code: bool = False
-                       ) -> CompressedModel:
+                       batch_size: int = 8, trust_remote_code: bool = False,
+                       memory_budget_gb: float | None = None) -> CompressedModel:
     """``compress_model`` without the saving: the compressed model, in memory, cast to its
     save dtype (what a reload of the saved directory gives back, bit for bit). Weight
-    transformations only: LLM.int8 and NF4 happen at load time (``compress_model``)."""
+    transformations only: LLM.int8 and NF4 happen at load time (``compress_model``).
+
+    Before any block runs, the peak is estimated from the model's shape
+    (``memory.plan_compression``) against ``memory_budget_gb`` (default: the free memory of
+    a CUDA device; no check on a CPU). When it does not fit, the calibration activations
+    wait on the CPU and the forward batch shrinks, said in one line; when even that does
+    not fit, one line says so before any work."""
     from compsafe.models.hf import HFModel
 
     if spec.method in BNB_METHODS:
@@ -254,10 +264,15 @@ def compress_in_memory(model_spec: str, spec: CompressionSpec, device: str | Non
     extras: dict = {}
     per_layer: dict = {}
     forward_dtype = resolve_forward_dtype(spec.forward_dtype, dev) if want else None
+    plan = None
     if spec.method != "dense":
+        plan = memory_plan(hf.model.config, spec, dev, batch_size,
+                           DTYPES[forward_dtype or "float32"], memory_budget_gb)
         per_layer, extras = compress_sequential(
-            hf.model, spec, tokens, dev, grads, batch_size=batch_size, progress=progress,
-            forward_dtype=DTYPES[forward_dtype or "float32"])
+            hf.model, spec, tokens, dev, grads,
+            batch_size=plan.batch if plan else batch_size, progress=progress,
+            forward_dtype=DTYPES[forward_dtype or "float32"],
+            offload=bool(plan and plan.offload))
     times["compress_s"] = time.perf_counter() - t
     save_dtype = resolve_save_dtype(spec.save_dtype, hf.source, trust_remote_code)
     cast_for_saving(hf.model, targets, DTYPES[save_dtype], spec.is_pruning)
@@ -278,11 +293,38 @@ def compress_in_memory(model_spec: str, spec: CompressionSpec, device: str | Non
         "times": times, "wall_time_s": time.perf_counter() - t0,
         "peak_memory": _peak(process_peak, phase_peak), "versions": versions(),
     }
+    if plan is not None:
+        info["memory_plan"] = {"batch": plan.batch, "offload": plan.offload,
+                               "estimate_gib": round(plan.estimate.total / 2**30, 3),
+                               "note": plan.note}
     if spec.is_quantization:
         info["storage"] = FAKE_QUANT
     if extras:
         info["awq_scales_file"] = "awq_scales.safetensors"
     return CompressedModel(hf, info, extras)
+
+
+def memory_plan(config, spec: CompressionSpec, dev: torch.device, batch_size: int,
+                forward_dtype: torch.dtype, budget_gb: float | None) -> Plan | None:
+    """``memory.plan_compression`` for this model and device (None: no budget to respect,
+    or a model whose config has no Llama-style shape); its note is logged."""
+    if budget_gb is not None:
+        budget = int(budget_gb * 2**30)
+    elif dev.type == "cuda":
+        budget = torch.cuda.mem_get_info(dev)[0]  # the model itself waits on the CPU
+    else:
+        return None
+    shape = Shape.from_config(config)
+    if shape is None:
+        log.info("no memory estimate for %s: its config has no Llama-style shape",
+                 type(config).__name__)
+        return None
+    c = spec.calibration
+    plan = plan_compression(shape, spec.method, budget, c.nsamples, c.seqlen, batch_size,
+                            forward_dtype.itemsize, device=dev.type)
+    if plan.note:
+        log.warning("%s", plan.note)
+    return plan
 
 
 def _bitsandbytes(model_spec: str, spec: CompressionSpec, out_dir: Path, dev: torch.device,
