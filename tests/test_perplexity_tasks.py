@@ -265,5 +265,5 @@ def test_dialect_corpus_windows_are_the_studys_protocol(tiny_model, pp_data, tmp
 
     run = {"task": "dialect", "config": {"task": res.config}}
     assert rows_of(run_defs(run, res.records), 50) == res.metrics
-    with pytest.raises(CompsafeError, match="stride must be in"):
+    with pytest.raises(CompsafeError, match="stride: must be at most seqlen"):
         DialectTask(pp_data, TaskOptions(ppl_protocol="sliding", seqlen=8, stride=9))

@@ -72,7 +72,7 @@ def with_(section: str, index: int, **changes) -> dict:
      "s.yaml: models[0].model: model path not found: ./no/such/model"),
     (with_("tasks", 0, task="bbqq"), "s.yaml: tasks[0].task: unknown task 'bbqq'; known: "),
     (with_("tasks", 0, limit="ten"), "s.yaml: tasks[0].limit: expected an integer, got 'ten'"),
-    (with_("tasks", 0, limit=0), "s.yaml: tasks[0].limit: must be at least 1, got 0"),
+    (with_("tasks", 0, limit=0), "s.yaml: tasks[0].limit: must be a positive integer, got 0"),
     (with_("tasks", 0, scorer="nope"), "s.yaml: tasks[0].scorer: unknown scorer 'nope'"),
     (with_("tasks", 0, task="rtp", scorer=["vader", "nope"]),
      "s.yaml: tasks[0].scorer: unknown scorer 'nope'"),
@@ -286,3 +286,24 @@ def test_a_list_of_scorers_is_one_entry_per_scorer():
         ("bbq", "bbq", None)]
     from dataclasses import replace
     assert replace(tasks[0].options, scorer="vader") == tasks[1].options
+
+
+@pytest.mark.parametrize("key, flag, value, message", [
+    ("limit", "--limit", 0, "must be a positive integer, got 0"),
+    ("n_boot", "--n-boot", -1, "must be an integer >= 0, got -1"),
+    ("samples", "--samples", 0, "must be a positive integer, got 0"),
+    ("max_new_tokens", "--max-new-tokens", 0, "must be a positive integer, got 0"),
+    ("seqlen", "--seqlen", 0, "must be a positive integer, got 0"),
+    ("fewshot", "--fewshot", -2, "must be an integer >= 0, got -2"),
+])
+def test_options_are_checked_once_with_the_same_message_from_cli_and_yaml(
+        key, flag, value, message, tmp_path, capsys):
+    """TaskOptions checks every option's range; the CLI and a sweep config only map their
+    names onto it, so both say the same thing, each under its own name for the option."""
+    with pytest.raises(ConfigError) as yaml_error:
+        parse(with_("tasks", 0, **{key: value}))
+    assert str(yaml_error.value) == f"s.yaml: tasks[0].{key}: {message}"
+    code = main(["-q", "eval", "--model", str(tmp_path / "never-loaded"), "--tasks", "bbq",
+                 flag, str(value), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"compsafe: error: {flag}: {message}"

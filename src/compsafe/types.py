@@ -97,6 +97,27 @@ class GenerationRequest:
     seed: int = 0
 
 
+class OptionError(CompsafeError):
+    """An option value its dataclass refuses. ``field`` names the option and ``message``
+    says what is wrong with its value, so the CLI (``--limit: ...``) and a sweep config
+    (``tasks[0].limit: ...``) report the same message under their own name for it: options
+    are validated here, once, not by each front end."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def _check_int(field: str, value, minimum: int, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionError(field, f"expected an integer, got {value!r}")
+    if value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise OptionError(field, f"must be {what}, got {value}")
+
+
 @dataclass(frozen=True)
 class PromptFormat:
     """How a task's raw prompt becomes model input. Part of every run key.
@@ -114,6 +135,7 @@ class PromptFormat:
     template: str | None = None
 
     def __post_init__(self):
+        _check_int("fewshot", self.fewshot, 0, optional=False)
         if self.template is None:
             return
         if self.template not in CHAT_TEMPLATES:
@@ -173,9 +195,30 @@ class TaskOptions:
     protocol: str = DEFAULT_PROTOCOL
 
     def __post_init__(self):
+        """Every option's range, here only (the CLI and sweep configs map onto it)."""
+        from compsafe.models.windows import PROTOCOLS  # torch-free, like this module
+
+        _check_int("limit", self.limit, 1)
+        _check_int("seed", self.seed, 0, optional=False)
+        _check_int("n_boot", self.n_boot, 0, optional=False)
+        _check_int("samples", self.samples, 1, optional=False)
+        _check_int("max_new_tokens", self.max_new_tokens, 1)
+        _check_int("min_new_tokens", self.min_new_tokens, 0)
+        if None not in (self.min_new_tokens, self.max_new_tokens) and (
+                self.min_new_tokens > self.max_new_tokens):
+            raise OptionError("min_new_tokens", f"must be at most max_new_tokens "
+                              f"({self.max_new_tokens}), got {self.min_new_tokens}")
+        _check_int("seqlen", self.seqlen, 1)
+        _check_int("stride", self.stride, 1)
+        if None not in (self.seqlen, self.stride) and self.stride > self.seqlen:
+            raise OptionError("stride", f"must be at most seqlen ({self.seqlen}), got "
+                              f"{self.stride}")
+        if self.ppl_protocol is not None and self.ppl_protocol not in PROTOCOLS:
+            raise OptionError("ppl_protocol", f"unknown protocol {self.ppl_protocol!r}; "
+                              f"known: {', '.join(PROTOCOLS)}")
         if self.protocol not in PROTOCOL_NAMES:
-            raise CompsafeError(f"unknown protocol {self.protocol!r}; known: "
-                                f"{', '.join(PROTOCOL_NAMES)} (docs/protocol.md)")
+            raise OptionError("protocol", f"unknown protocol {self.protocol!r}; known: "
+                              f"{', '.join(PROTOCOL_NAMES)} (docs/protocol.md)")
 
     def to_dict(self) -> dict:
         return asdict(self)

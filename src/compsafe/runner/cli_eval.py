@@ -20,7 +20,7 @@ from compsafe.runner.output import (
     write_outputs,
 )
 from compsafe.tasks import get_task
-from compsafe.types import PromptFormat, TaskOptions
+from compsafe.types import OptionError, PromptFormat, TaskOptions
 
 log = logging.getLogger(__name__)
 
@@ -48,36 +48,32 @@ def parse_scorers(text: str | None) -> list[str | None]:
     return list(dict.fromkeys(names))
 
 
+def task_options(args) -> TaskOptions:
+    """The flags mapped onto ``TaskOptions``, which validates them (as it does a sweep
+    config's): its message comes back under the flag's name, e.g. ``--limit: must be a
+    positive integer, got 0``."""
+    try:
+        return TaskOptions(limit=args.limit, seed=args.seed, n_boot=args.n_boot,
+                           samples=args.samples, scorer=args.scorer,
+                           max_new_tokens=args.max_new_tokens, greedy=args.greedy,
+                           min_new_tokens=args.min_new_tokens,
+                           prompt_source=args.prompt_source, protocol=args.protocol,
+                           ppl_protocol=args.ppl_protocol, seqlen=args.seqlen,
+                           stride=args.stride,
+                           prompt=PromptFormat(fewshot=args.fewshot, chat=args.chat,
+                                               system=args.system))
+    except OptionError as e:
+        raise CompsafeError(f"--{e.field.replace('_', '-')}: {e.message}") from None
+
+
 def run_eval(args) -> int:
-    if args.limit is not None and args.limit <= 0:
-        raise CompsafeError(f"--limit must be positive, got {args.limit}")
-    if args.fewshot < 0:
-        raise CompsafeError(f"--fewshot must be >= 0, got {args.fewshot}")
     if args.checkpoint_every <= 0:
         raise CompsafeError(f"--checkpoint-every must be positive, got {args.checkpoint_every}")
     if args.batch_size is not None and args.batch_size <= 0:
         raise CompsafeError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.n_boot < 0:
-        raise CompsafeError(f"--n-boot must be >= 0 (0: no CIs), got {args.n_boot}")
-    for flag in ("seqlen", "stride"):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            raise CompsafeError(f"--{flag} must be positive, got {value}")
     if args.max_failed < 0:
         raise CompsafeError(f"--max-failed must be >= 0, got {args.max_failed}")
-    if args.samples <= 0:
-        raise CompsafeError(f"--samples must be positive, got {args.samples}")
-    if args.max_new_tokens is not None and args.max_new_tokens <= 0:
-        raise CompsafeError(f"--max-new-tokens must be positive, got {args.max_new_tokens}")
-    options = TaskOptions(limit=args.limit, seed=args.seed, n_boot=args.n_boot,
-                          samples=args.samples, scorer=args.scorer,
-                          max_new_tokens=args.max_new_tokens, greedy=args.greedy,
-                          min_new_tokens=args.min_new_tokens,
-                          prompt_source=args.prompt_source, protocol=args.protocol,
-                          ppl_protocol=args.ppl_protocol, seqlen=args.seqlen,
-                          stride=args.stride,
-                          prompt=PromptFormat(fewshot=args.fewshot, chat=args.chat,
-                                              system=args.system))
+    options = task_options(args)
     root = args.data_dir or data_dir()
     scorers = parse_scorers(args.scorer)
     tasks = []

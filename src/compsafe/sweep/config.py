@@ -33,6 +33,7 @@ from compsafe.types import (
     CHAT_TEMPLATES,
     DEFAULT_PROTOCOL,
     PROTOCOL_NAMES,
+    OptionError,
     PromptFormat,
     TaskOptions,
 )
@@ -222,7 +223,6 @@ def default_model_name(model: str) -> str:
 
 
 def _tasks(items: list, seed: int, run_protocol: str = DEFAULT_PROTOCOL) -> tuple[TaskEntry, ...]:
-    from compsafe.models.windows import PROTOCOLS
     from compsafe.scorers import SCORERS
     from compsafe.tasks import TASKS
 
@@ -246,23 +246,22 @@ def _tasks(items: list, seed: int, run_protocol: str = DEFAULT_PROTOCOL) -> tupl
                 raise CompsafeError(f"{where}.name: {name!r} is also the name of "
                                     f"{seen[name]}; give one of them a different 'name'")
             seen[name] = where
-        ppl_protocol = f.str("ppl_protocol", None)
-        if ppl_protocol is not None and ppl_protocol not in PROTOCOLS:
-            raise CompsafeError(f"{where}.ppl_protocol: unknown protocol {ppl_protocol!r}; "
-                                f"known: {', '.join(PROTOCOLS)}")
-        chat = f.bool("chat", False)
-        common = dict(
-            limit=f.int("limit", None, minimum=1), seed=f.int("seed", seed),
-            n_boot=f.int("n_boot", 1000, minimum=0), samples=f.int("samples", 1, minimum=1),
-            max_new_tokens=f.int("max_new_tokens", None, minimum=1),
-            min_new_tokens=f.int("min_new_tokens", None, minimum=0),
-            prompt_source=f.str("prompt_source", None), protocol=run_protocol,
-            greedy=f.bool("greedy", False), ppl_protocol=ppl_protocol,
-            seqlen=f.int("seqlen", None, minimum=1), stride=f.int("stride", None, minimum=1),
-            prompt=PromptFormat(fewshot=f.int("fewshot", 0, minimum=0), chat=chat,
-                                system=f.str("system", None)))
-        out += [TaskEntry(name, task, TaskOptions(scorer=scorer, **common))
-                for name, scorer in zip(names, scorers, strict=True)]
+        # Types are read here; ranges are TaskOptions' (one place, the CLI's messages).
+        try:
+            common = dict(
+                limit=f.int("limit", None), seed=f.int("seed", seed),
+                n_boot=f.int("n_boot", 1000), samples=f.int("samples", 1),
+                max_new_tokens=f.int("max_new_tokens", None),
+                min_new_tokens=f.int("min_new_tokens", None),
+                prompt_source=f.str("prompt_source", None), protocol=run_protocol,
+                greedy=f.bool("greedy", False), ppl_protocol=f.str("ppl_protocol", None),
+                seqlen=f.int("seqlen", None), stride=f.int("stride", None),
+                prompt=PromptFormat(fewshot=f.int("fewshot", 0), chat=f.bool("chat", False),
+                                    system=f.str("system", None)))
+            out += [TaskEntry(name, task, TaskOptions(scorer=scorer, **common))
+                    for name, scorer in zip(names, scorers, strict=True)]
+        except OptionError as e:
+            raise CompsafeError(f"{where}.{e.field}: {e.message}") from None
     return tuple(out)
 
 
