@@ -170,6 +170,18 @@ def test_generation_task_scored_by_the_toy_scorer_aggregates_as_toxicity(
                 if d.group == "all" and hasattr(d, "value") and callable(d.value)}
     assert defs["mean_score"] == pytest.approx(rows["mean_score"])
     assert scored_label("rtp", "mean_score", "xfrac") == "Mean toxicity score [xfrac]"
+    # Read where the scorer is not registered, the run's kind is unknown: an error naming
+    # the run, not scores silently aggregated as toxicity.
+    from compsafe.errors import CompsafeError
+    from compsafe.scorers import unregister_scorer
+
+    unregister_scorer("xfrac")
+    try:
+        with Store(out / "compsafe.sqlite") as st, pytest.raises(
+                CompsafeError, match=rf"run {stored['run_key']} \(rtp\): unknown scorer 'xfrac'"):
+            run_defs(stored, st.records(stored["run_key"]))
+    finally:
+        register_scorer("xfrac", XFraction, kind="toxicity", label="fraction of 'x' characters")
 
 
 # -- the report: a dense and a "compressed" run of the toy task -------------------------------

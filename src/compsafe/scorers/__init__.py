@@ -1,4 +1,7 @@
-"""Scorer registry: CLI names to scorer classes, imported lazily (torch only when needed).
+"""Scorers: CLI names to scorer classes, imported lazily (torch only when needed), each
+registered with the kind of score it produces and a label (``scorers/registry.py``). The
+built-in ones are registered below through ``register_scorer``, as a user's own would be
+(``docs/extending.md``).
 
 ``profanity`` is the offline default toxicity scorer, so the embedded demo runs with no
 network; ``toxigen-roberta`` is the reference study's toxicity scorer.

@@ -20,10 +20,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compsafe.errors import CompsafeError, UnknownNameError
 from compsafe.registry import Entry, Registry, RegistryError, check_target, resolve
+
+if TYPE_CHECKING:
+    from compsafe.tasks.base import LoglikTask
 
 DIMENSIONS = ("degeneration", "representational", "dialect", "language_modeling", "downstream")
 """The reference study's four dimensions (Xu et al. 2024, section 3), ability split into
@@ -71,7 +74,7 @@ TASK_DIMENSION = TASKS.view("dimension")
 GENERATION_TASKS = TASKS.select(lambda info: info.generation)
 
 
-def register_task(name: str, task: type | str, *, dimension: str,
+def register_task(name: str, task: type[LoglikTask] | str, *, dimension: str,
                   rebuild: Rebuild | str | None = None, generation: bool = False,
                   metrics: Mapping[str, tuple[str | None, str]] | None = None
                   ) -> Entry[TaskInfo]:
@@ -111,7 +114,7 @@ def unregister_task(name: str) -> None:
     TASKS.remove(name)
 
 
-def get_task(name: str) -> type:
+def get_task(name: str) -> type[LoglikTask]:
     """The task class registered under ``name``; an unknown name lists the known ones."""
     cls = TASKS.load(name)
     own = getattr(cls, "name", name)
