@@ -70,7 +70,8 @@ examples:
 
 
 def _add_eval(sub) -> None:
-    from compsafe.tasks import TASKS
+    from compsafe.scorers import scorer_help
+    from compsafe.tasks import GENERATION_TASKS, TASKS
 
     p = sub.add_parser(
         "eval", help="evaluate a model on safety tasks",
@@ -96,16 +97,10 @@ def _add_eval(sub) -> None:
     p.add_argument("--protocol", choices=list(PROTOCOL_NAMES), default=DEFAULT_PROTOCOL,
                    help="the protocol these options follow, recorded with every run; reports "
                         "never pair runs of different protocols (docs/protocol.md)")
-    gen = p.add_argument_group("generation tasks (rtp, bold, toxigen, advpromptset, "
-                               "holisticbias, regard)")
+    gen = p.add_argument_group(f"generation tasks ({', '.join(GENERATION_TASKS)})")
     gen.add_argument("--samples", type=int, default=1,
                      help="continuations sampled per prompt (25 for expected max toxicity)")
-    gen.add_argument("--scorer", default=None,
-                     help="profanity (offline default), vader, toxigen-roberta, regard, "
-                          "detoxify, openai-moderation (key from $OPENAI_API_KEY; "
-                          "openai-moderation-hate: its hate score, as the reference study); "
-                          "several, comma-separated: one run each, scoring one set of "
-                          "generations")
+    gen.add_argument("--scorer", default=None, help=scorer_help())
     gen.add_argument("--max-new-tokens", type=int, default=None,
                      help="tokens generated per continuation (default 30)")
     gen.add_argument("--greedy", action="store_true",
@@ -309,6 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     from compsafe.runner import provenance
 
     provenance.set_command(["compsafe", *(sys.argv[1:] if argv is None else argv)])
+    try:  # before the parser: plugins' tasks and scorers belong in its help and choices
+        from compsafe.plugins import load_plugins
+
+        load_plugins()
+    except CompsafeError as e:
+        print(f"compsafe: error: {e}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -16,16 +16,10 @@ from typing import Any
 from compsafe.metrics.defs import Def
 from compsafe.metrics.degeneration import degeneration_defs
 from compsafe.metrics.prompt_perplexity import prompt_perplexity_defs
+from compsafe.scorers.registry import SCORER_KIND, scorer_kind
 from compsafe.types import MetricRow
 
-SCORER_KIND = {"profanity": "toxicity", "toxigen-roberta": "toxicity", "detoxify": "toxicity",
-               "openai-moderation": "toxicity", "openai-moderation-hate": "toxicity",
-               "regard": "regard", "vader": "sentiment"}
-"""Which family of metrics a scorer's output feeds (unknown scorers: toxicity)."""
-
-
-def scorer_kind(scorer_name: str) -> str:
-    return SCORER_KIND.get(scorer_name, "toxicity")
+__all__ = ["SCORER_KIND", "generation_defs", "scorer_kind"]  # the kinds: scorers/registry.py
 
 
 def generation_defs(records: list[dict[str, Any]], task: str, kind: str,

@@ -141,7 +141,12 @@ def toxic_examples(store_path: Path, runs: list[dict], k: int, baseline: str = "
                 scorer = rec.get("scorer")
                 if not isinstance(scorer, dict) or not isinstance(rec.get("samples"), list):
                     break  # not a generation task: its records have no scored samples
-                if scorer_kind(str(scorer.get("scorer"))) != "toxicity":
+                try:
+                    kind = scorer_kind(str(scorer.get("scorer")))
+                except UnknownNameError as e:
+                    raise CompsafeError(f"run {run['run_key']} ({run['task']}): {e}; register "
+                                        f"it before reporting (docs/extending.md)") from e
+                if kind != "toxicity":
                     break
                 group = rec.get("group")
                 group = ", ".join(map(str, group)) if isinstance(group, list) else str(group)

@@ -19,19 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from compsafe.metrics.degeneration import KINDS
+from compsafe.tasks.registry import DIMENSIONS, TASK_DIMENSION, declared_metric
 
-DIMENSIONS = ("degeneration", "representational", "dialect", "language_modeling", "downstream")
+__all__ = ["ABSOLUTE_PPL", "AGGREGATE_SUBSETS", "DIMENSIONS", "MEASURES", "SAFETY_DIMENSIONS",
+           "SCORED", "TASK_DIMENSION", "MetricInfo", "badness", "harm", "metric_info",
+           "scored_label", "unbiased_centre", "whole_task"]
 
-TASK_DIMENSION = {
-    **{t: "degeneration" for t in ("rtp", "bold", "toxigen", "advpromptset", "holisticbias",
-                                   "regard")},
-    "bbq": "representational", "unqover": "representational", "dialect": "dialect",
-    "wikitext2": "language_modeling", "mmlu": "downstream", "truthfulqa": "downstream",
-    "crows_pairs": "representational",
-    "stereoset": "representational",
-}
-
-# metric -> (worse_when, label); the first match wins, so specific names come first.
+# The built-in table, metric -> (worse_when, label), for the metrics of compsafe's own tasks
+# (a task registered with ``metrics=`` declares its own, which come first); the first match
+# wins, so specific names come first.
 _EXACT: dict[str, tuple[str | None, str]] = {
     "acc_ambig": ("lower", "BBQ accuracy (ambiguous)"),
     "acc_disambig": ("lower", "BBQ accuracy (disambiguated)"),
@@ -76,6 +72,8 @@ _EXACT: dict[str, tuple[str | None, str]] = {
     "likelihood_diff_signed": ("away_from_zero",
                                "CrowS-Pairs mean log-likelihood difference, more - less (nats)"),
 }
+
+
 def _unit(m: re.Match) -> str:
     return f"{m.group(1).capitalize()} perplexity" if m.group(1) else "Perplexity"
 
@@ -103,10 +101,15 @@ class MetricInfo:
 def metric_info(task: str, metric: str) -> MetricInfo:
     """The ``MetricInfo`` of ``metric`` as computed by ``task``.
 
-    Unknown tasks fall in "downstream"; unknown metrics (counts such as ``n_failed``,
+    The dimension is the one ``task`` was registered with (unknown tasks: "downstream");
+    the direction and label are the task's own declaration of ``metric`` if it made one,
+    else the built-in table's. Metrics in neither (counts such as ``n_failed``,
     ``target_coverage``, ``units_per_cell``) get no direction and their own name as label.
     """
     dimension = TASK_DIMENSION.get(task, "downstream")
+    declared = declared_metric(task, metric)
+    if declared is not None:
+        return MetricInfo(dimension, *declared)
     if dimension == "dialect" and metric in ABSOLUTE_PPL:
         # Dialect bias is the gap between dialects; a corpus's own perplexity is context.
         return MetricInfo(dimension, None, _EXACT[metric][1] + " (context, not the bias)")

@@ -1,4 +1,7 @@
-"""Scorer registry: CLI names to scorer classes, imported lazily (torch only when needed).
+"""Scorers: CLI names to scorer classes, imported lazily (torch only when needed), each
+registered with the kind of score it produces and a label (``scorers/registry.py``). The
+built-in ones are registered below through ``register_scorer``, as a user's own would be
+(``docs/extending.md``).
 
 ``profanity`` is the offline default toxicity scorer, so the embedded demo runs with no
 network; ``toxigen-roberta`` is the reference study's toxicity scorer.
@@ -10,37 +13,45 @@ network; ``toxigen-roberta`` is the reference study's toxicity scorer.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
-from compsafe.errors import UnknownNameError
 from compsafe.scorers.base import Scorer, ScorerError, ScoreResult
 from compsafe.scorers.cache import CachedScorer, ScoreCache
+from compsafe.scorers.registry import (
+    DEFAULT_TOXICITY_SCORER,
+    SCORER_KIND,
+    SCORER_LABELS,
+    SCORERS,
+    ScorerInfo,
+    register_scorer,
+    scorer_help,
+    scorer_kind,
+    unregister_scorer,
+)
 
-__all__ = ["CachedScorer", "DEFAULT_TOXICITY_SCORER", "SCORERS", "SCORER_LABELS", "ScoreCache",
-           "ScoreResult", "Scorer", "ScorerError", "get_scorer", "scorer_class", "scorer_label"]
+__all__ = ["CachedScorer", "DEFAULT_TOXICITY_SCORER", "SCORERS", "SCORER_KIND", "SCORER_LABELS",
+           "ScoreCache", "ScoreResult", "Scorer", "ScorerError", "ScorerInfo", "get_scorer",
+           "register_scorer", "scorer_class", "scorer_help", "scorer_kind", "scorer_label",
+           "unregister_scorer"]
 
-SCORERS: dict[str, str] = {
-    "profanity": "compsafe.scorers.lexical:ProfanityScorer",
-    "vader": "compsafe.scorers.lexical:VaderScorer",
-    "toxigen-roberta": "compsafe.scorers.hf_classifier:ToxiGenRoberta",
-    "regard": "compsafe.scorers.hf_classifier:RegardV3",
-    "detoxify": "compsafe.scorers.detoxify_scorer:DetoxifyScorer",
-    "openai-moderation": "compsafe.scorers.openai_moderation:OpenAIModeration",
-    "openai-moderation-hate": "compsafe.scorers.openai_moderation:OpenAIModerationHate",
-}
-DEFAULT_TOXICITY_SCORER = "profanity"
-
-SCORER_LABELS: dict[str, str] = {
-    "profanity": "alt-profanity-check, a profanity classifier (not a toxicity model)",
-    "vader": "VADER sentiment (compound score)",
-    "toxigen-roberta": "ToxiGen-RoBERTa toxicity classifier (the reference study's)",
-    "regard": "Regard v3 classifier (negative, neutral, positive regard)",
-    "detoxify": "Detoxify toxicity classifier",
-    "openai-moderation": "OpenAI moderation API",
-    "openai-moderation-hate": "OpenAI moderation API, hate category (the reference study's)",
-}
-"""What each scorer is, in words, for consoles and reports (no import of the scorer)."""
+_OPENAI_KEY = "key from $OPENAI_API_KEY"
+register_scorer("profanity", "compsafe.scorers.lexical:ProfanityScorer", kind="toxicity",
+                label="alt-profanity-check, a profanity classifier (not a toxicity model)")
+register_scorer("vader", "compsafe.scorers.lexical:VaderScorer", kind="sentiment",
+                label="VADER sentiment (compound score)")
+register_scorer("toxigen-roberta", "compsafe.scorers.hf_classifier:ToxiGenRoberta",
+                kind="toxicity",
+                label="ToxiGen-RoBERTa toxicity classifier (the reference study's)")
+register_scorer("regard", "compsafe.scorers.hf_classifier:RegardV3", kind="regard",
+                label="Regard v3 classifier (negative, neutral, positive regard)")
+register_scorer("detoxify", "compsafe.scorers.detoxify_scorer:DetoxifyScorer", kind="toxicity",
+                label="Detoxify toxicity classifier")
+register_scorer("openai-moderation", "compsafe.scorers.openai_moderation:OpenAIModeration",
+                kind="toxicity", label="OpenAI moderation API", note=_OPENAI_KEY)
+register_scorer("openai-moderation-hate",
+                "compsafe.scorers.openai_moderation:OpenAIModerationHate", kind="toxicity",
+                label="OpenAI moderation API, hate category (the reference study's)",
+                note=f"its hate score, as the reference study; {_OPENAI_KEY}")
 
 
 def scorer_label(scorer: dict | str | None) -> str | None:
@@ -56,10 +67,7 @@ def scorer_label(scorer: dict | str | None) -> str | None:
 
 def scorer_class(name: str) -> type[Scorer]:
     """The class registered under ``name``; an unknown name lists the known ones."""
-    if name not in SCORERS:
-        raise UnknownNameError("scorer", name, list(SCORERS))
-    module, attr = SCORERS[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return SCORERS.load(name)
 
 
 def get_scorer(name: str, **options) -> Scorer:
@@ -77,4 +85,8 @@ def get_scorer(name: str, **options) -> Scorer:
     if unknown:
         raise ScorerError(f"scorer {name!r} has no option {', '.join(map(repr, unknown))}; "
                           f"options: {', '.join(accepted) or '(none)'}")
-    return cls(**options)
+    scorer = cls(**options)
+    if scorer.name != name:  # stored runs record scorer.name; its kind is looked up by it
+        raise ScorerError(f"scorer {name!r} is registered with {cls.__qualname__}, whose "
+                          f"instances are named {scorer.name!r}; register it under that name")
+    return scorer

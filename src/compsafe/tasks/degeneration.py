@@ -85,7 +85,8 @@ class DegenerationTask(LoglikTask):
 
     @property
     def kind(self) -> str:
-        return scorer_kind(self.scorer.name)
+        """The kind of score of the registered scorer the task asked for (its metrics)."""
+        return scorer_kind(self.options.scorer or self.default_scorer)
 
     @property
     def decoding_max_new_tokens(self) -> int:
