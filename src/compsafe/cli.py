@@ -48,15 +48,27 @@ examples:
   compsafe compress --model default --method awq --bits 4 --group-size 64 --out models/awq-4
   compsafe eval --model models/wanda-50 --tasks bbq --out runs/wanda-50
 
-Methods: magnitude, wanda, sparsegpt, gblm (pruning: --sparsity R or --structure N:M);
-rtn, gptq, awq (weight-only quantization: --bits B [--group-size G]); llm_int8 and
-nf4 (bitsandbytes 8-bit / 4-bit NormalFloat; CPU or CUDA with bitsandbytes >= 0.46);
-dense (copy). The output is an ordinary Hugging Face model
-directory (quantized weights stored dequantized) plus compression.json with the spec,
-per-layer sparsity or error, the calibration hash, wall time and peak memory.
-Calibration (wanda, sparsegpt, gblm, gptq, awq): --nsamples random windows of --seqlen
-tokens drawn with --seed from WikiText-2 (the cached test split), C4, or a text file.
+Methods: {pruning} (pruning: --sparsity R or --structure N:M);
+{quant} (weight-only quantization: --bits B [--group-size G]); {load_time}
+(bitsandbytes at load time; CPU or CUDA with bitsandbytes >= 0.46); dense (copy).
+The output is an ordinary Hugging Face model directory (quantized weights stored
+dequantized) plus compression.json with the spec, per-layer sparsity or error, the
+calibration hash, wall time and peak memory.
+Calibration ({calibrated}): --nsamples random windows of --seqlen tokens drawn with
+--seed from WikiText-2 (the train split by default), C4, or a text file.
 """
+
+
+def compress_examples() -> str:
+    """The compress epilog, its method lists read from the method registry
+    (``compress/registry.py``), so a registered method of your own is listed too."""
+    from compsafe.compress.memory import CALIBRATED
+    from compsafe.compress.spec import BNB_METHODS, PRUNING_METHODS, WEIGHT_QUANT_METHODS
+
+    return COMPRESS_EXAMPLES.format(pruning=", ".join(PRUNING_METHODS),
+                                    quant=", ".join(WEIGHT_QUANT_METHODS),
+                                    load_time=" and ".join(BNB_METHODS),
+                                    calibrated=", ".join(CALIBRATED))
 
 MODEL_HELP = ("'default' (embedded SmolLM2-135M-Instruct), 'gemma3-270m' (embedded Gemma 3 "
               "270M base), a model directory, a .gguf file, or a Hugging Face hub id")
@@ -147,12 +159,12 @@ def _add_compress(sub) -> None:
     p = sub.add_parser(
         "compress", help="prune or quantize a model, layer by layer",
         description="Compress a causal LM and save it as an ordinary model directory.",
-        epilog=COMPRESS_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=compress_examples(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True,
                    help=MODEL_HELP)
-    p.add_argument("--method", required=True,
-                   help="magnitude, wanda, sparsegpt, gblm, rtn, gptq, awq, llm_int8, nf4 "
-                        "or dense")
+    from compsafe.compress.spec import METHODS
+
+    p.add_argument("--method", required=True, help=", ".join(METHODS))
     p.add_argument("--out", type=Path, required=True, help="output model directory (new)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--trust-remote-code", action="store_true",

@@ -9,7 +9,13 @@ and print one line naming the bad value.
 
 from __future__ import annotations
 
-from compsafe.compress.spec import PRUNING_METHODS, QUANT_METHODS, Calibration, CompressionSpec
+from compsafe.compress.spec import (
+    PRUNING_METHODS,
+    QUANT_METHODS,
+    WEIGHT_QUANT_METHODS,
+    Calibration,
+    CompressionSpec,
+)
 from compsafe.errors import CompsafeError
 
 
@@ -26,7 +32,7 @@ def spec_from_args(args) -> CompressionSpec:
     if (args.method in PRUNING_METHODS and args.sparsity is None
             and args.structure == "unstructured"):
         raise CompsafeError(f"{args.method} needs --sparsity R (0 < R < 1) or --structure N:M")
-    if args.method in ("rtn", "gptq", "awq") and args.bits is None:
+    if args.method in WEIGHT_QUANT_METHODS and args.bits is None:
         raise CompsafeError(f"{args.method} needs --bits (2 to 8)")
     skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
     calibration = Calibration(source=args.calibration, nsamples=args.nsamples,

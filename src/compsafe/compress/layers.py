@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from compsafe.compress.methods import compress_linears, needs
+from compsafe.compress.registry import method_info
 from compsafe.compress.spec import CompressionSpec
 from compsafe.compress.stats import collect, find_linears
 from compsafe.errors import CompsafeError
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 
 # (hidden states, other positional args, keyword args) of one calibration batch.
 BlockInput = tuple[Tensor, tuple, dict]
-# Methods whose per-layer maths runs on one CPU thread (see compress_sequential).
-SERIAL_METHODS = ("sparsegpt", "gptq", "awq")
 
 
 class _Captured(Exception):
@@ -335,7 +334,7 @@ def compress_sequential(model: nn.Module, spec: CompressionSpec, tokens: Tensor 
         # CPU, thread synchronisation costs more than it saves, 30-80x on a busy 2-core
         # machine (measured), so it runs single-threaded; forwards keep every thread, and
         # so do the few large selections of Wanda, magnitude and GBLM.
-        with cpu_threads(1, enabled=device.type == "cpu" and spec.method in SERIAL_METHODS):
+        with cpu_threads(1, enabled=device.type == "cpu" and method_info(spec.method).serial):
             reps, ext = compress_linears(linears, stats, spec, block_grads)
         reports.update(reps)
         extras.update(ext)

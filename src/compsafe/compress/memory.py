@@ -43,6 +43,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from compsafe.compress.registry import METHODS, method_info
+
 GiB = 2**30
 AWQ_ROWS = 16384  # layers.compress_sequential(awq_tokens=...)
 
@@ -95,8 +97,11 @@ LLAMA_2_13B = Shape("Llama-2-13B", 5120, 13824, 40, 32000, 40, 40)
 LLAMA_2_70B = Shape("Llama-2-70B", 8192, 28672, 80, 32000, 64, 8)
 SHAPES = (LLAMA_2_7B, LLAMA_2_13B, LLAMA_2_70B)
 
-CALIBRATED = ("wanda", "sparsegpt", "gptq", "awq", "gblm")
-HESSIAN = ("sparsegpt", "gptq")
+CALIBRATED = METHODS.select(lambda info: info.calibrated)
+HESSIAN = METHODS.select(lambda info: "hessian" in info.needs)
+"""Live views of the method registry: methods with calibration statistics, with Hessians;
+stored-input statistics (``"inputs"``: AWQ) are the third formula, activation norms
+(Wanda, GBLM) the default."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,7 @@ def compression_memory(shape: Shape, method: str, nsamples: int = 128, seqlen: i
         if method in HESSIAN:
             t["statistics"] = 4 * sum(i * i for i in ins)
             t["per-layer work"] = 4 * (3 * max_in**2 + d_out * max_in)
-        elif method == "awq":
+        elif "inputs" in method_info(method).needs:
             t["statistics"] = 4 * min(n * seqlen, AWQ_ROWS) * sum(ins)
         else:
             t["statistics"] = 4 * sum(ins)

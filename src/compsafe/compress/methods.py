@@ -21,24 +21,21 @@ from compsafe.compress.gptq import gptq_quantize
 from compsafe.compress.magnitude import magnitude_scores
 from compsafe.compress.masks import apply_mask, prune_mask
 from compsafe.compress.quant import output_sq_error
+from compsafe.compress.registry import method_apply, method_info
 from compsafe.compress.rtn import rtn_quantize
 from compsafe.compress.sparsegpt import sparsegpt_prune
 from compsafe.compress.spec import CompressionSpec
 from compsafe.compress.stats import LayerStats, get_weight, set_weight, shared_input_groups
 from compsafe.compress.wanda import wanda_scores
 
-# The statistics each method needs from the calibration pass (none: no calibration data).
-NEEDS: dict[str, set[str]] = {
-    "magnitude": set(), "rtn": set(), "wanda": {"act"}, "gblm": {"act"},
-    "sparsegpt": {"hessian"}, "gptq": {"hessian"}, "awq": {"inputs"},
-}
 # llm-awq does not clip layers whose outputs become attention scores (queries and keys):
 # clipping them hurts more than it helps. Matched on module-name fragments, as llm-awq does.
 _NO_CLIP = ("q_proj", "k_proj", "query", "key", "qkv", "c_attn", "Wqkv")
 
 
 def needs(spec: CompressionSpec) -> set[str]:
-    return NEEDS.get(spec.method, set())
+    """The calibration statistics ``spec``'s method declared (``compress/registry.py``)."""
+    return set(method_info(spec.method).needs)
 
 
 def _prune_args(spec: CompressionSpec) -> tuple[float | None, tuple[int, int] | None]:
@@ -47,29 +44,52 @@ def _prune_args(spec: CompressionSpec) -> tuple[float | None, tuple[int, int] | 
     return None, spec.nm
 
 
+# -- the built-in methods' layer functions: (w, spec, stats, grad_sq) -> new w ------------
+
+def magnitude_layer(w: Tensor, spec: CompressionSpec, stats=None, grad_sq=None) -> Tensor:
+    sparsity, nm = _prune_args(spec)
+    return apply_mask(w, prune_mask(magnitude_scores(w), sparsity, nm))
+
+
+def wanda_layer(w: Tensor, spec: CompressionSpec, stats: LayerStats, grad_sq=None) -> Tensor:
+    sparsity, nm = _prune_args(spec)
+    return apply_mask(w, prune_mask(wanda_scores(w, stats.act_sq_sum, stats.n_tokens),
+                                    sparsity, nm))
+
+
+def gblm_layer(w: Tensor, spec: CompressionSpec, stats: LayerStats, grad_sq: Tensor) -> Tensor:
+    sparsity, nm = _prune_args(spec)
+    scores = gblm_scores(w, stats.act_sq_sum, stats.n_tokens, grad_sq.to(w.device),
+                         stats.n_samples)
+    return apply_mask(w, prune_mask(scores, sparsity, nm))
+
+
+def sparsegpt_layer(w: Tensor, spec: CompressionSpec, stats: LayerStats,
+                    grad_sq=None) -> Tensor:
+    sparsity, nm = _prune_args(spec)
+    return sparsegpt_prune(w, stats.hessian, sparsity=sparsity, nm=nm,
+                           blocksize=spec.blocksize, damp=spec.damp)
+
+
+def rtn_layer(w: Tensor, spec: CompressionSpec, stats=None, grad_sq=None) -> Tensor:
+    return rtn_quantize(w, spec.bits, spec.group_size, spec.symmetric)
+
+
+def gptq_layer(w: Tensor, spec: CompressionSpec, stats: LayerStats, grad_sq=None) -> Tensor:
+    return gptq_quantize(w, stats.hessian, spec.bits, spec.group_size, spec.symmetric,
+                         act_order=spec.act_order, damp=spec.damp, blocksize=spec.blocksize)
+
+
 def compress_weight(w: Tensor, spec: CompressionSpec, stats: LayerStats | None = None,
                     grad_sq: Tensor | None = None) -> Tensor:
-    """The compressed copy of an (out, in) float32 weight (one layer, not AWQ)."""
-    sparsity, nm = _prune_args(spec)
-    m = spec.method
-    if m == "magnitude":
-        return apply_mask(w, prune_mask(magnitude_scores(w), sparsity, nm))
-    if m == "wanda":
-        return apply_mask(w, prune_mask(wanda_scores(w, stats.act_sq_sum, stats.n_tokens),
-                                        sparsity, nm))
-    if m == "gblm":
-        scores = gblm_scores(w, stats.act_sq_sum, stats.n_tokens, grad_sq.to(w.device),
-                             stats.n_samples)
-        return apply_mask(w, prune_mask(scores, sparsity, nm))
-    if m == "sparsegpt":
-        return sparsegpt_prune(w, stats.hessian, sparsity=sparsity, nm=nm,
-                               blocksize=spec.blocksize, damp=spec.damp)
-    if m == "rtn":
-        return rtn_quantize(w, spec.bits, spec.group_size, spec.symmetric)
-    if m == "gptq":
-        return gptq_quantize(w, stats.hessian, spec.bits, spec.group_size, spec.symmetric,
-                             act_order=spec.act_order, damp=spec.damp, blocksize=spec.blocksize)
-    raise ValueError(f"no per-layer compression for method {m!r}")
+    """The compressed copy of an (out, in) float32 weight by ``spec``'s registered layer
+    function (not for block methods such as AWQ)."""
+    if method_info(spec.method).block:
+        raise ValueError(f"{spec.method} compresses whole blocks, not single layers")
+    apply = method_apply(spec.method)
+    if apply is None:
+        raise ValueError(f"no per-layer compression for method {spec.method!r}")
+    return apply(w, spec, stats, grad_sq)
 
 
 def layer_report(spec: CompressionSpec, old: Tensor, new: Tensor,
@@ -108,19 +128,28 @@ def _awq_group(names: list[str], linears: dict[str, nn.Module], x: Tensor,
     return reports, scales
 
 
+def awq_block(linears: dict[str, nn.Module], stats: dict[str, LayerStats],
+              spec: CompressionSpec) -> tuple[dict[str, dict], dict[str, Tensor]]:
+    """AWQ over a block: one scale search per group of layers that share an input."""
+    reports: dict[str, dict] = {}
+    extras: dict[str, Tensor] = {}
+    for names in shared_input_groups(stats):
+        reps, scales = _awq_group(names, linears, stats[names[0]].stored_inputs(), spec)
+        reports.update(reps)
+        extras.update(scales)
+    return reports, extras
+
+
 def compress_linears(linears: dict[str, nn.Module], stats: dict[str, LayerStats] | None,
                      spec: CompressionSpec, grads: dict[str, Tensor] | None = None
                      ) -> tuple[dict[str, dict], dict[str, Tensor]]:
-    """Compress ``linears`` in place; returns per-layer reports and AWQ scales by name."""
+    """Compress ``linears`` in place; returns per-layer reports and extra tensors to save
+    (AWQ's scales) by name."""
     reports: dict[str, dict] = {}
     extras: dict[str, Tensor] = {}
     with torch.no_grad():
-        if spec.method == "awq":
-            for names in shared_input_groups(stats):
-                reps, scales = _awq_group(names, linears, stats[names[0]].stored_inputs(), spec)
-                reports.update(reps)
-                extras.update(scales)
-            return reports, extras
+        if method_info(spec.method).block:
+            return method_apply(spec.method)(linears, stats, spec)
         for name, module in linears.items():
             s = stats[name] if stats else None
             old = get_weight(module)

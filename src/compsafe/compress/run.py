@@ -42,6 +42,7 @@ from compsafe.compress.masks import check_nm
 from compsafe.compress.memory import Plan, Shape, plan_compression
 from compsafe.compress.methods import needs
 from compsafe.compress.quant import resolve_group_size
+from compsafe.compress.registry import method_info
 from compsafe.compress.save import (
     check_out_dir,
     hf_progress_bars,
@@ -51,7 +52,7 @@ from compsafe.compress.save import (
     versions,
 )
 from compsafe.compress.sparsegpt import keep_nonzero_cast
-from compsafe.compress.spec import BNB_METHODS, CompressionSpec
+from compsafe.compress.spec import BNB_METHODS, WEIGHT_QUANT_METHODS, CompressionSpec
 from compsafe.compress.stats import get_weight, in_features
 from compsafe.errors import CompsafeError
 from compsafe.models import remote_code
@@ -84,7 +85,7 @@ def check_layers(targets: dict, spec: CompressionSpec) -> None:
     for name, module in targets.items():
         width = in_features(module)
         try:
-            if spec.method in ("rtn", "gptq", "awq"):
+            if spec.method in WEIGHT_QUANT_METHODS:
                 resolve_group_size(width, spec.group_size)
             elif spec.is_pruning and spec.structure != "unstructured":
                 check_nm(width, *spec.nm)
@@ -255,7 +256,7 @@ def compress_in_memory(model_spec: str, spec: CompressionSpec, device: str | Non
         times["calibration_s"] = time.perf_counter() - t
 
     grads = None
-    if spec.method == "gblm":
+    if method_info(spec.method).gradients:
         t = time.perf_counter()
         grads = squared_gradient_sums(hf.model, targets, tokens, dev, progress)
         times["gradients_s"] = time.perf_counter() - t

@@ -17,14 +17,20 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from compsafe.compress.registry import METHODS as REGISTRY
+from compsafe.compress.registry import family
 from compsafe.errors import CompsafeError, UnknownNameError
 
-PRUNING_METHODS = ("magnitude", "wanda", "sparsegpt", "gblm")
-QUANT_METHODS = ("rtn", "gptq", "awq", "llm_int8", "nf4")
-BNB_METHODS = ("llm_int8", "nf4")
+# Live views of the method registry (compress/registry.py, compress/builtin.py): a method
+# registered later appears in them.
+METHODS = REGISTRY.select(lambda info: True)
+PRUNING_METHODS = family("pruning")
+WEIGHT_QUANT_METHODS = family("quantization")
+"""Weight-only quantization computed by compsafe (bits, group size): RTN, GPTQ, AWQ."""
+BNB_METHODS = family("load_time")
 """Quantized through bitsandbytes at load time: LLM.int8 (Dettmers et al. 2022) and
 4-bit NormalFloat (QLoRA, Dettmers et al. 2023); stored in bitsandbytes' own format."""
-METHODS = ("dense", *PRUNING_METHODS, *QUANT_METHODS)
+QUANT_METHODS = REGISTRY.select(lambda info: info.family in ("quantization", "load_time"))
 CALIBRATION_SOURCES = ("wikitext2", "wikitext2-test", "c4")
 CALIBRATION_OVERLAPS = {"wikitext2-test": ("wikitext2",)}
 """Calibration source -> the tasks whose evaluation text it is (their results are in-sample
@@ -94,12 +100,12 @@ class CompressionSpec:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise UnknownNameError("compression method", self.method, METHODS)
+            raise UnknownNameError("compression method", self.method, list(METHODS))
         if self.method in PRUNING_METHODS:
             self._check_pruning()
         elif self.method in BNB_METHODS and self.bits is not None:
             raise SpecError(f"{self.method} fixes its own bits; drop --bits {self.bits}")
-        elif self.method in ("rtn", "gptq", "awq"):
+        elif self.method in WEIGHT_QUANT_METHODS:
             if self.bits is None or not 2 <= self.bits <= 8:
                 raise SpecError(f"--bits must be an integer from 2 to 8, got {self.bits}")
             if self.group_size is not None and self.group_size <= 0:
