@@ -115,7 +115,7 @@ def evaluate_group(config: SweepConfig, group: Group, cells: list[Cell] | tuple[
 
     try:
         model = HFModel.load(built.source, device=config.device, dtype=config.dtype,
-                             batch_size=config.batch_size)
+                             batch_size=config.batch_size, device_map=config.load_device_map)
         fingerprint = model.fingerprint()
     except Exception as e:
         for cell in cells:
