@@ -121,14 +121,16 @@ def input_device(model) -> torch.device:
 
     Under a ``device_map`` the embeddings carry accelerate's hook, whose execution device is
     where they run even when their weights are offloaded (on ``meta``); else the model's own
-    hook (its main device); else the embedding weights' device (a model on one device).
+    hook (its main device); else the embedding weights' device (a model on one device), or
+    for a module without embeddings (a wrapper), its first parameter's.
     """
-    emb = model.get_input_embeddings()
+    get = getattr(model, "get_input_embeddings", None)
+    emb = get() if callable(get) else None
     for module in (emb, model):
         dev = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
         if dev is not None:
             return _as_device(dev)
-    return emb.weight.device
+    return emb.weight.device if emb is not None else next(model.parameters()).device
 
 
 def is_split(model) -> bool:
