@@ -76,7 +76,7 @@ def test_prefix_shared_scores_equal_plain_forwards_and_lm_eval(check):
     assert f["requests"] == 30 and f["contexts"] == 10
     assert f["max_abs_diff"] < 1e-4
     assert f["same_choice"] == f["contexts"] and f["same_greedy"] == f["requests"]
-    assert f["attn_implementation"] == "sdpa"
+    assert f["attn_implementation"] == "sdpa" and f["probe_shared"] is True
     for path in ("tree", "plain"):  # the CPU operator names; a GPU run adds its kernels
         assert any("scaled_dot_product" in k for k in f["kernels"][path]), f["kernels"]
     assert f["baseline"]["what"].startswith("lm-eval ")
@@ -152,6 +152,30 @@ def test_a_failing_section_becomes_its_row():
     gpu_check._section(rows, facts, "generation", build.Budget(60), TINY, broken)
     assert rows == [("generation", "failed", "-", "RuntimeError: out of memory")]
     assert facts["generation"]["error"] == "RuntimeError: out of\nmemory"
+
+
+def test_a_failing_part_costs_only_its_own_row(tiny_hf, monkeypatch):
+    import compsafe.compress.layers as layers
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of\nmemory")
+
+    monkeypatch.setattr(sections, "lm_eval_scorer", lambda hf: (broken, "lm-eval 0"))
+    rows, facts = sections.scoring(tiny_hf, TINY, CPU, peak=1e9)
+    assert rows[-1][3].startswith("lm-eval failed (RuntimeError: CUDA out of memory): "
+                                  "compsafe's plain path stands in")
+    assert facts["max_abs_diff"] < 1e-4 and len(rows) == 6
+    monkeypatch.setattr(sections, "hf_generate", broken)
+    rows, facts = sections.generation(tiny_hf, TINY, CPU)
+    assert rows[2] == ("generation", "transformers generate", "failed",
+                       "RuntimeError: CUDA out of memory")
+    assert facts["same_as_batch1"] == 3 and "same_as_hf" not in facts
+    real = layers.compress_sequential
+    monkeypatch.setattr(layers, "compress_sequential", lambda model, spec, *a, **k: (
+        broken() if spec.method == "sparsegpt" else real(model, spec, *a, **k)))
+    rows, facts = sections.compression(TINY, CPU, build.Budget(600))
+    assert set(facts) == {"wanda", "gptq"}
+    assert ("compression", "sparsegpt", "failed", "RuntimeError: CUDA out of memory") in rows
 
 
 def test_profiler_failure_and_a_tokenizer_without_pad_are_handled(tiny_hf, monkeypatch):
