@@ -66,10 +66,45 @@ def environment(device: torch.device, dtype: torch.dtype, shape) -> list[tuple]:
              f"{shape.memory.layers} blocks")]
 
 
+HEADER = "| section | measure | value | detail |\n|---|---|---|---|"
+
+
+def markdown_row(row: tuple) -> str:
+    return "| " + " | ".join(str(c).replace("|", "/") for c in row) + " |"
+
+
 def markdown(rows: list[tuple]) -> str:
-    lines = ["| section | measure | value | detail |", "|---|---|---|---|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join([HEADER, *map(markdown_row, rows)])
+
+
+class Table(list):
+    """The table's rows, each printed as soon as it is added and the JSON rewritten, so a
+    run cut short by its time limit still shows (and returns) what it measured."""
+
+    def __init__(self, stream=None, out: Path | None = None, **meta):
+        super().__init__()
+        self.stream, self.out, self.meta, self.facts = stream, out, meta, {}
+        if stream:
+            print(HEADER, file=stream, flush=True)
+
+    def append(self, row: tuple) -> None:
+        super().append(row)
+        if self.stream:
+            print(markdown_row(row), file=self.stream, flush=True)
+        self.save()
+
+    def extend(self, rows) -> None:
+        for row in rows:
+            self.append(row)
+
+    def save(self) -> None:
+        if self.out:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.out.write_text(json.dumps(self.result(), indent=2, default=str),
+                                encoding="utf-8")
+
+    def result(self) -> dict:
+        return {**self.meta, "rows": list(self), "facts": self.facts}
 
 
 def _section(rows: list, facts: dict, name: str, budget: Budget, shape, fn) -> None:
@@ -94,7 +129,12 @@ def _with_model(rows: list, facts: dict, budget: Budget, shape, dev, dtype, peak
     from compsafe.models.hf import HFModel
 
     t = time.perf_counter()
-    net = build_model(shape, dev, dtype)
+    try:
+        net = build_model(shape, dev, dtype)
+    except Exception as e:  # out of memory, say: the sections without it still run
+        why = " ".join(str(e).split())
+        rows.append(("model build", "failed", "-", f"{type(e).__name__}: {why}"))
+        return
     facts["build_s"] = time.perf_counter() - t
     tokenizer = synthetic_tokenizer(shape.memory.vocab, shape.max_positions)
     hf = HFModel(net, tokenizer, shape.name, "random init",
@@ -106,12 +146,16 @@ def _with_model(rows: list, facts: dict, budget: Budget, shape, dev, dtype, peak
 
 
 def run_check(shape_name: str = "llama2-7b", device: str | None = None,
-              budget_s: float = 420, model: str | None = None) -> dict:
-    """Every section on ``shape_name``; returns {"rows": [...], "facts": {...}}."""
+              budget_s: float = 420, model: str | None = None, stream=None,
+              out: Path | None = None) -> dict:
+    """Every section on ``shape_name``; returns {"rows": [...], "facts": {...}, ...}, and
+    prints each row to ``stream`` and rewrites ``out`` (JSON) as it goes."""
     shape, dev = SHAPES[shape_name], pick_device(device)
     dtype = pick_dtype(dev)
     budget = Budget(budget_s, start=STARTED if shape_name == "llama2-7b" else None)
-    rows, facts = environment(dev, dtype, shape), {}
+    rows = Table(stream, out, shape=shape.name, device=str(dev), dtype=str(dtype))
+    facts = rows.facts
+    rows.extend(environment(dev, dtype, shape))
     peak = matmul_peak(dev, dtype, 8192 if dev.type == "cuda" else 256)
     _with_model(rows, facts, budget, shape, dev, dtype, peak)
     gc.collect()  # the model's memory back before the compression peaks are measured
@@ -124,11 +168,10 @@ def run_check(shape_name: str = "llama2-7b", device: str | None = None,
              lambda: sections.compression(shape, dev, budget))
     facts["wall_s"] = time.perf_counter() - budget.start
     rows.append(("total", "wall time", f"{facts['wall_s']:.0f} s",
-                 f"budget {budget_s:.0f} s; model build {facts['build_s']:.1f} s; "
+                 f"budget {budget_s:.0f} s; model build {facts.get('build_s', 0):.1f} s; "
                  + ", ".join(f"{k} {v['section_s']:.0f} s" for k, v in facts.items()
                              if isinstance(v, dict) and "section_s" in v)))
-    return {"shape": shape.name, "device": str(dev), "dtype": str(dtype), "rows": rows,
-            "facts": facts}
+    return rows.result()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,11 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also check a real checkpoint (a compsafe model spec) where it is at hand")
     p.add_argument("--out", type=Path, default=None, help="write the table's facts as JSON")
     args = p.parse_args(argv)
-    result = run_check(args.shape, args.device, args.budget_s, args.model)
-    print(markdown(result["rows"]), flush=True)
+    run_check(args.shape, args.device, args.budget_s, args.model, sys.stdout, args.out)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
         print(f"wrote {args.out}")
     return 0
 

@@ -176,6 +176,10 @@ def test_a_failing_part_costs_only_its_own_row(tiny_hf, monkeypatch):
     rows, facts = sections.compression(TINY, CPU, build.Budget(600))
     assert set(facts) == {"wanda", "gptq"}
     assert ("compression", "sparsegpt", "failed", "RuntimeError: CUDA out of memory") in rows
+    monkeypatch.setattr(gpu_check, "build_model", broken)
+    rows, facts = [], {}
+    gpu_check._with_model(rows, facts, build.Budget(600), TINY, CPU, torch.float32, 1e9)
+    assert rows == [("model build", "failed", "-", "RuntimeError: CUDA out of memory")]
 
 
 def test_profiler_failure_and_a_tokenizer_without_pad_are_handled(tiny_hf, monkeypatch):
