@@ -142,6 +142,10 @@ def _add_eval(sub) -> None:
                    help="dataset cache (default $COMPSAFE_DATA_DIR or ~/.cache/compsafe/data)")
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:1, ... (default: CUDA if present)")
+    p.add_argument("--device-map", default=None, metavar="MAP",
+                   help="spread a model larger than one GPU over several (transformers' "
+                        "device_map): auto, balanced, sequential, or a JSON object of module "
+                        "names to devices")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="weights dtype (default: bf16/fp16 on CUDA, fp32 on CPU)")
     p.add_argument("--batch-size", type=int, default=None,

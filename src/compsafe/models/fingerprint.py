@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import groupby
 from pathlib import Path
 
 import torch
@@ -46,6 +47,44 @@ def fingerprint_tensors(named: Iterable[tuple[str, torch.Tensor]], tokenizer) ->
     h.update(repr(vocab).encode())
     h.update(repr(getattr(tokenizer, "chat_template", None)).encode())
     return h.hexdigest()[:20]
+
+
+def model_state(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """``model``'s state dict in name order, with the tensors that a ``device_map`` offloaded
+    (accelerate keeps them on ``meta`` and streams them in per forward) read back.
+
+    Offloaded tensors are onloaded one hooked module at a time (``align_module_device``):
+    a block's names are consecutive in name order, so each block is read once and only one
+    is in memory. The values equal those of the same model loaded on one device, so its
+    fingerprint does too.
+    """
+    state = model.state_dict()
+    if not any(t.device.type == "meta" for t in state.values()):
+        yield from sorted(state.items())
+        return
+    from accelerate.utils import align_module_device, has_offloaded_params
+
+    hooked = {name: mod for name, mod in model.named_modules() if has_offloaded_params(mod)}
+
+    def owner(name: str) -> str | None:
+        if state[name].device.type != "meta":
+            return None
+        parts = name.split(".")
+        for i in range(len(parts) - 1, -1, -1):
+            prefix = ".".join(parts[:i])
+            if prefix in hooked:
+                return prefix
+        raise RuntimeError(f"{name} is on the meta device but no offload hook holds it")
+
+    for prefix, names in groupby(sorted(state), key=owner):
+        if prefix is None:
+            yield from ((n, state[n]) for n in names)
+            continue
+        module = hooked[prefix]
+        with align_module_device(module, "cpu"):
+            onloaded = module.state_dict()
+            for n in names:
+                yield n, onloaded[n[len(prefix) + 1:] if prefix else n]
 
 
 def _weight_files(model_dir: Path) -> dict[str, Path] | None:

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from compsafe.metrics.stats import stable_seed
+from compsafe.models.device import input_device
 from compsafe.models.tokenize import prefix_token_id
 from compsafe.types import DecodingConfig, GenerationRequest
 
@@ -75,7 +76,7 @@ def _stop_ids(tokenizer) -> set[int]:
 @torch.inference_mode()
 def _generate_batch(model, tokenizer, prompts: list[list[int]], keys: list[str],
                     cfg: DecodingConfig, seed: int, pad_id: int) -> list[list[int]]:
-    dev = next(model.parameters()).device
+    dev = input_device(model)  # a device_map'd model: its embeddings' device
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)

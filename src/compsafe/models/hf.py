@@ -3,7 +3,10 @@
 Loads any Hugging Face causal LM (local directory, hub id, GGUF file, or an embedded
 model's alias: ``default`` for SmolLM2-135M-Instruct, ``gemma3-270m``), picks device and
 dtype, and serves log-likelihood requests through prefix-shared, length-sorted batches
-(see ``loglik.py``).
+(see ``loglik.py``). A model larger than one device loads with ``device_map`` (``"auto"``
+or a mapping of module names to devices, transformers' own option): its modules are spread
+over the GPUs (and CPU or disk), and inputs go to the embeddings' device
+(``device.input_device``).
 
     model = HFModel.load("default")
     [resp] = model.loglikelihood([LoglikRequest("Question: 2+2?\\nAnswer:", " 4")])
@@ -11,7 +14,9 @@ dtype, and serves log-likelihood requests through prefix-shared, length-sorted b
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +27,19 @@ from compsafe.compress.lineage import read_compression_info
 from compsafe.errors import ModelLoadError
 from compsafe.models import remote_code
 from compsafe.models.checkpoint import check_safetensors
-from compsafe.models.device import configure_cpu_threads, pick_device, pick_dtype
+from compsafe.models.device import (
+    configure_cpu_threads,
+    input_device,
+    parse_device_map,
+    pick_device,
+    pick_dtype,
+)
 from compsafe.models.embedded import EMBEDDED, convert_gguf, embedded_model_dir, gguf_cache_dir
-from compsafe.models.fingerprint import checkpoint_fingerprint, fingerprint_tensors
+from compsafe.models.fingerprint import (
+    checkpoint_fingerprint,
+    fingerprint_tensors,
+    model_state,
+)
 from compsafe.models.loglik import score_token_pairs
 from compsafe.models.tokenize import encode_pair
 from compsafe.types import LoglikRequest, LoglikResponse
@@ -101,6 +116,8 @@ class HFModel:
     """The dense model this one was compressed from, when no compression.json says so
     (a pre-quantized hub checkpoint): set by ``compsafe eval --base-model``."""
     _float32_fingerprint: str | None = field(default=None, init=False, repr=False)
+    _offload: object = field(default=None, init=False, repr=False)
+    """The temporary folder of weights a ``device_map`` offloaded to disk (removed with it)."""
 
     @classmethod
     def load(
@@ -110,14 +127,21 @@ class HFModel:
         dtype: str | None = None,
         batch_size: int | None = None,
         trust_remote_code: bool = False,
+        device_map: str | dict | None = None,
     ) -> HFModel:
         """Load ``spec`` (see ``resolve_model_path``) onto the chosen device in eval mode.
 
-        A model that needs its own Python code is refused unless ``trust_remote_code``
-        (``models.remote_code``): never prompted for.
+        ``device_map`` (``device.parse_device_map``) spreads the model over several devices
+        instead, as transformers places it; ``device`` then only chooses the default dtype
+        and batch size. Weights it offloads to disk go to a temporary folder that lives as
+        long as the returned model. A model that needs its own Python code is refused unless
+        ``trust_remote_code`` (``models.remote_code``): never prompted for.
         """
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+        device_map = parse_device_map(device_map)
+        if device_map is not None and importlib.util.find_spec("accelerate") is None:
+            raise ModelLoadError("device_map needs the accelerate package: pip install accelerate")
         source, name = resolve_model_path(spec)
         remote_code.check_model_dir(source, trust_remote_code)
         check_safetensors(source)  # a truncated copy: one line now, not a traceback later
@@ -135,18 +159,25 @@ class HFModel:
             # A pre-quantized checkpoint (GPTQ, AWQ, bitsandbytes) loads through transformers'
             # own integration, placed at load time: bitsandbytes models refuse ``.to()``.
             placement = {"device_map": {"": str(dev)}} if qconfig is not None else {}
+            offload = None
+            if device_map is not None:
+                offload = tempfile.TemporaryDirectory(prefix="compsafe-offload-")
+                placement = {"device_map": device_map, "offload_folder": offload.name}
             model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype,
                                                          **placement, **trust)
         except ValueError as e:
             refused = remote_code.refusal(e, spec) or not_causal_lm(e, config, spec)
-            if refused is None:
+            if refused is not None:
+                raise refused from None
+            if device_map is None:
                 raise
-            raise refused from None
+            raise ModelLoadError(f"cannot place model {spec!r} with device_map {device_map!r}: "
+                                 f"{' '.join(str(e).split())}") from e
         except OSError as e:
             raise ModelLoadError(f"cannot load model {spec!r} (tried {source}): {e}") from e
         except ImportError as e:  # a quantized checkpoint whose backend is not installed
             raise ModelLoadError(f"cannot load model {spec!r}: {e}") from e
-        if qconfig is None:
+        if not placement:
             model.to(dev)
         model.eval()
         if batch_size is None:
@@ -154,11 +185,17 @@ class HFModel:
         info = read_compression_info(source) if Path(source).is_dir() else None
         if qconfig is not None and not isinstance(qconfig, dict):
             qconfig = qconfig.to_dict()
-        return cls(model, tokenizer, name, source, batch_size, info, qconfig)
+        loaded = cls(model, tokenizer, name, source, batch_size, info, qconfig)
+        loaded._offload = offload
+        if device_map is not None:
+            log.info("%s placed by device_map: %s", name,
+                     getattr(model, "hf_device_map", None) or device_map)
+        return loaded
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go (the embeddings' device; a split model spans several)."""
+        return input_device(self.model)
 
     @property
     def max_length(self) -> int:
@@ -220,7 +257,7 @@ class HFModel:
         Part of every run key, so results of a dense model can never be served for a
         compressed one, whatever the directory is called (``models/fingerprint.py``).
         """
-        return fingerprint_tensors(sorted(self.model.state_dict().items()), self.tokenizer)
+        return fingerprint_tensors(model_state(self.model), self.tokenizer)
 
     def float32_fingerprint(self, own: str | None = None) -> str:
         """This model's identity as a dense base: its fingerprint when loaded in float32.
@@ -243,6 +280,6 @@ class HFModel:
                 if fp is None:
                     fp = fingerprint_tensors(
                         ((n, t.float() if t.is_floating_point() else t)
-                         for n, t in sorted(state.items())), self.tokenizer)
+                         for n, t in model_state(self.model)), self.tokenizer)
             self._float32_fingerprint = fp
         return self._float32_fingerprint

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from compsafe.models.device import index_device, input_device
 from compsafe.types import LoglikResponse
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class _TreeScorer:
     def __init__(self, model, pad_id: int):
         self.model = model
         self.pad_id = pad_id
-        self.device = next(model.parameters()).device
+        self.device = input_device(model)  # a device_map'd model: its embeddings' device
         self.dtype = next(model.parameters()).dtype
         self.logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.window, self.mixed = sliding_window(model)
@@ -168,7 +169,7 @@ class _TreeScorer:
                     allowed[r, o:o + k, o:o + k] = causal[:k, :k]
         mask = self.attention_mask(allowed, pos)
         lo = min(shift[r] + len(g.context) for r, g in enumerate(batch)) - 1
-        keep = torch.arange(lo, width, device=self.device)
+        keep = torch.arange(lo, width, device=index_device(self.model))
         kwargs = {"logits_to_keep": keep} if self.logits_to_keep else {}
         dev = self.device
         out = self.model(input_ids=ids.to(dev), attention_mask=mask,
@@ -189,7 +190,7 @@ class _PlainScorer:
 
     def __init__(self, model, pad_id: int):
         self.model, self.pad_id = model, pad_id
-        self.device = next(model.parameters()).device
+        self.device = input_device(model)
         self.logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     @torch.inference_mode()

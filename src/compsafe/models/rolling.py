@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from compsafe.models.device import index_device, input_device
 from compsafe.models.tokenize import _encode, prefix_token_id
 from compsafe.models.windows import (
     Window,
@@ -82,7 +83,7 @@ def score_windows(model, windows: Sequence[Window], pad_id: int, batch_size: int
     """
     if not windows:
         return []
-    device = next(model.parameters()).device
+    device = input_device(model)
     vocab = model.config.vocab_size
     budget = token_budget or max(LOGIT_BYTES // (4 * vocab), 1)
     keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -95,7 +96,8 @@ def score_windows(model, windows: Sequence[Window], pad_id: int, batch_size: int
         for r, w in enumerate(rows):
             ids[r, :len(w.ids)] = torch.tensor(w.ids)
         lo, hi = rows[0].lo, max(w.hi for w in rows)
-        kwargs = {"logits_to_keep": torch.arange(lo, hi, device=device)} if keep_arg else {}
+        kwargs = ({"logits_to_keep": torch.arange(lo, hi, device=index_device(model))}
+                  if keep_arg else {})
         logits = model(input_ids=ids.to(device), use_cache=False, **kwargs).logits
         if not keep_arg:
             logits = logits[:, lo:hi]

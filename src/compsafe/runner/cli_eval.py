@@ -96,10 +96,14 @@ def run_eval(args) -> int:
     check_store_path(store_path)
 
     # Imported only now: torch takes a second or two to import, and a typo should not wait.
+    from compsafe.models.device import parse_device_map
     from compsafe.models.hf import HFModel
 
+    device_map = parse_device_map(getattr(args, "device_map", None))  # one line, not a load
+
     model = HFModel.load(args.model, device=args.device, dtype=args.dtype,
-                         batch_size=args.batch_size, trust_remote_code=args.trust_remote_code)
+                         batch_size=args.batch_size, trust_remote_code=args.trust_remote_code,
+                         device_map=device_map)
     args.out.mkdir(parents=True, exist_ok=True)
     model.base_model = args.base_model
     fingerprint = model.fingerprint()

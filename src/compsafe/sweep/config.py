@@ -38,7 +38,8 @@ from compsafe.types import (
     TaskOptions,
 )
 
-TOP_KEYS = ("name", "out", "models_dir", "data_dir", "seed", "device", "dtype", "batch_size",
+TOP_KEYS = ("name", "out", "models_dir", "data_dir", "seed", "device", "device_map", "dtype",
+            "batch_size",
             "checkpoint_every", "dense", "calibration", "models", "compression", "tasks", "ray",
             "protocol")
 TASK_KEYS = ("task", "name", "limit", "seed", "n_boot", "samples", "scorer", "max_new_tokens",
@@ -118,10 +119,18 @@ class SweepConfig:
     compress_resources: Resources
     eval_resources: Resources
     max_retries: int
+    device_map: str | tuple[tuple[str, str | int], ...] | None = None
+    """How evaluations spread a model over devices (``HFModel.load(device_map=...)``): a
+    strategy name, or (module, device) pairs (a tuple, so the config stays hashable)."""
 
     @property
     def store_path(self) -> Path:
         return self.out / STORE_FILE
+
+    @property
+    def load_device_map(self) -> str | dict | None:
+        """``device_map`` as ``HFModel.load`` takes it."""
+        return dict(self.device_map) if isinstance(self.device_map, tuple) else self.device_map
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:
@@ -168,6 +177,13 @@ def _parse(raw, path: Path) -> SweepConfig:
     if dtype not in DTYPES:
         raise CompsafeError(f"dtype: unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
     data_dir = top.str("data_dir", None)
+    device_map = top.get("device_map", None)
+    if device_map is not None:
+        from compsafe.models.device import parse_device_map  # imports torch: only when set
+
+        device_map = parse_device_map(device_map)
+        if isinstance(device_map, dict):
+            device_map = tuple(device_map.items())
     return SweepConfig(
         name=top.str("name", path.stem), out=out,
         models_dir=_abs(top.str("models_dir", str(out / "models"))),
@@ -178,7 +194,7 @@ def _parse(raw, path: Path) -> SweepConfig:
         models=models, specs=specs, tasks=tasks,
         compress_resources=_resources(ray.get("compress", {}), "ray.compress"),
         eval_resources=_resources(ray.get("eval", {}), "ray.eval"),
-        max_retries=ray.int("max_retries", 3, minimum=0))
+        max_retries=ray.int("max_retries", 3, minimum=0), device_map=device_map)
 
 
 def _abs(path: str) -> Path:

@@ -17,6 +17,14 @@
   they are computed and an interrupted cell resumes from its stored items, as locally.
   Nothing but the driver's node writes the SQLite file, which is safe across machines.
 - Progress: the driver polls the cell table and prints one line per state change.
+- GPUs (issue 18, item 4): each task declares ``ray.compress.num_gpus`` /
+  ``ray.eval.num_gpus``, and Ray shows it only the GPUs it was given (it sets
+  ``CUDA_VISIBLE_DEVICES``, so ``cuda`` in the task is its own first GPU, and a
+  ``device_map`` of ``auto`` spreads a model over its own GPUs alone). Without a configured
+  ``device``, a task runs on ``cuda`` when it was given GPUs and on the CPU when not (a task
+  that asked for none must not use GPUs Ray lent to others). Each task reports where it ran
+  (``Placement``: node, GPU ids, device) to the writer actor; ``run_ray`` logs and returns
+  them.
 
 Ray is imported only here, and only when this executor is chosen.
 
@@ -25,10 +33,16 @@ Ray is imported only here, and only when this executor is chosen.
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import re
 import sys
 from collections import deque
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from compsafe.errors import CompsafeError
 from compsafe.store import Store
 from compsafe.sweep.config import Resources, SweepConfig
 from compsafe.sweep.expand import Cell, Group, all_cells
@@ -37,17 +51,79 @@ from compsafe.sweep.state import CellTable, read_rows
 from compsafe.sweep.status import cell_line, cell_states
 from compsafe.sweep.work import Built, build, evaluate_group, one_line
 
+log = logging.getLogger(__name__)
+
 STORE_METHODS = ("start_run", "done_item_ids", "add_records", "fail_run", "records",
                  "put_metrics", "finish_run", "run", "replace_records", "claim_items",
                  "renew_claims", "release_claims")
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where one Ray task ran: ``task`` is ``compress`` or ``eval``, ``group`` the group's
+    label; ``gpu_ids`` are Ray's ids of the GPUs it was given (what ``CUDA_VISIBLE_DEVICES``
+    showed it, ``visible``), ``device`` what its model ran on."""
+
+    task: str
+    group: str
+    node: str
+    gpu_ids: tuple[str, ...]
+    visible: str | None
+    device: str
+
+
+def task_device(configured: str | None, gpu_ids) -> str:
+    """The device a task runs its model on: the configured one, else ``cuda`` when Ray gave
+    it GPUs (its own first, as ``CUDA_VISIBLE_DEVICES`` numbers them) and ``cpu`` when not."""
+    if configured:
+        return configured
+    return "cuda" if len(gpu_ids) else "cpu"
+
+
+def check_devices(config: SweepConfig) -> None:
+    """Refuse a ``device`` that the tasks' GPU requests cannot serve, before any task runs:
+    Ray shows a task only its own GPUs, numbered from 0, and none to a task that asked for
+    none (such a task would use GPUs lent to others)."""
+    dev = config.device or ""
+    if not dev.startswith("cuda"):
+        return
+    index = int(m.group(1)) if (m := re.fullmatch(r"cuda:(\d+)", dev)) else 0
+    for what, res in (("compress", config.compress_resources), ("eval", config.eval_resources)):
+        if res.num_gpus == 0:
+            raise CompsafeError(f"device {dev!r} needs ray.{what}.num_gpus: Ray reserves no "
+                                f"GPU for a {what} task that asks for none")
+        if index >= math.ceil(res.num_gpus):
+            raise CompsafeError(f"device {dev!r}: a {what} task sees only its own "
+                                f"{math.ceil(res.num_gpus)} GPU(s) (ray.{what}.num_gpus "
+                                f"{res.num_gpus:g}), numbered from cuda:0")
+
+
+def _placed(writer, kind: str, config: SweepConfig, group: Group) -> SweepConfig:
+    """Record where this task runs (on the writer) and return ``config`` with its device."""
+    import ray
+
+    gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
+    device = task_device(config.device, gpu_ids)
+    ray.get(writer.placed.remote(Placement(
+        kind, group.label, ray.get_runtime_context().get_node_id(), gpu_ids,
+        os.environ.get("CUDA_VISIBLE_DEVICES"), device)))
+    return replace(config, device=device)
+
+
 class StoreWriter:
-    """Ray actor body: the only writer of the driver's store and cell table."""
+    """Ray actor body: the only writer of the driver's store and cell table, and the
+    keeper of the tasks' placements."""
 
     def __init__(self, store_path: str):
         self.store = Store(store_path)
         self.table = CellTable(store_path)
+        self._placements: list[Placement] = []
+
+    def placed(self, placement: Placement) -> None:
+        self._placements.append(placement)
+
+    def placements(self) -> list[Placement]:
+        return list(self._placements)
 
     def store_call(self, name: str, *args, **kwargs):
         if name not in STORE_METHODS:
@@ -104,14 +180,14 @@ class RemoteSink:
         self._set(cell, "failed", error=error)
 
 
-def compress_task(config: SweepConfig, group: Group) -> Built:
-    return build(config, group, progress=False)
+def compress_task(config: SweepConfig, group: Group, writer) -> Built:
+    return build(_placed(writer, "compress", config, group), group, progress=False)
 
 
 def eval_task(config: SweepConfig, group: Group, cells: list[Cell], built: Built,
               writer) -> None:
-    evaluate_group(config, group, cells, built, RemoteStore(writer), RemoteSink(writer),
-                   progress=False)
+    evaluate_group(_placed(writer, "eval", config, group), group, cells, built,
+                   RemoteStore(writer), RemoteSink(writer), progress=False)
 
 
 def in_flight_limit(total: dict, config: SweepConfig) -> int:
@@ -163,18 +239,21 @@ class Watcher:
 
 
 def run_ray(config: SweepConfig, groups: list[Group], address: str | None = None,
-            num_cpus: int | None = None) -> None:
-    """Run every unfinished cell on a Ray cluster (``address``) or a new local one."""
+            num_cpus: int | None = None, num_gpus: int | None = None) -> list[Placement]:
+    """Run every unfinished cell on a Ray cluster (``address``) or a new local one (with
+    ``num_cpus``/``num_gpus``, default: what the machine has); returns where each task ran."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    check_devices(config)
     cells = all_cells(groups)
     with Store(config.store_path), CellTable(config.store_path) as table:
         table.register(cells, config.name)  # the file and its tables exist before any worker
     states = cell_states(cells, config.store_path)
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(**({"address": address} if address else {"num_cpus": num_cpus}),
+        ray.init(**({"address": address} if address else
+                    {"num_cpus": num_cpus, "num_gpus": num_gpus}),
                  include_dashboard=False, log_to_driver=True)
     try:
         here = ray.get_runtime_context().get_node_id()
@@ -193,7 +272,7 @@ def run_ray(config: SweepConfig, groups: list[Group], address: str | None = None
         while queue or pending:
             while queue and len(pending) < capacity:
                 group, remaining = queue.popleft()
-                built = compress.remote(config, group) if group.compressed else Built(
+                built = compress.remote(config, group, writer) if group.compressed else Built(
                     group.model.model)
                 pending[evaluate.remote(config, group, remaining, built, writer)] = remaining
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
@@ -205,8 +284,13 @@ def run_ray(config: SweepConfig, groups: list[Group], address: str | None = None
                     ray.get(writer.fail_unfinished.remote([c.key for c in remaining],
                                                           f"ray task failed: {one_line(e)}"))
             watcher.poll()
+        placements = ray.get(writer.placements.remote())
         ray.get(writer.close.remote())  # every write above was awaited; now let go of the file
         ray.kill(writer)
     finally:
         if started_here:
             ray.shutdown()
+    for p in placements:
+        log.info("%s %s: node %s, GPUs [%s], device %s", p.task, p.group, p.node[:12],
+                 ", ".join(p.gpu_ids), p.device)
+    return placements

@@ -116,7 +116,7 @@ def evaluate_group(config: SweepConfig, group: Group, cells: list[Cell] | tuple[
 
     try:
         model = HFModel.load(built.source, device=config.device, dtype=config.dtype,
-                             batch_size=config.batch_size,
+                             batch_size=config.batch_size, device_map=config.load_device_map,
                              trust_remote_code=group.model.trust_remote_code)
         fingerprint = model.fingerprint()
     except Exception as e:
