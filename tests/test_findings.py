@@ -126,6 +126,8 @@ def test_findings_markdown_from_a_store(tmp_path):
     assert text.startswith("# Validation") and "| finding | smollm2-135m |" in text
     for i in range(1, 5):
         assert f"\n## {i}. " in text and "Rule: " in text
+    covered = text.split("Runs in the store")[1].split("| finding |")[0]
+    assert "- smollm2-135m: " in covered and "dense" in covered  # what verdicts rest on
     assert (tmp_path / "docs/validation/paired.csv").is_file()
     figures = [line for line in text.splitlines() if line.startswith("![")]
     assert figures, "no figures linked"

@@ -303,8 +303,23 @@ def check_findings(diffs: list) -> dict[str, list[Finding]]:
     return out
 
 
+def coverage(rows: list[dict]) -> list[str]:
+    """Per base model, the compression settings and tasks its stored runs cover, so a
+    reader sees what a partial store's verdicts rest on."""
+    settings: dict[str, set] = defaultdict(set)
+    tasks: dict[str, set] = defaultdict(set)
+    for r in rows:
+        base = r.get("base_model") or r["model"]
+        settings[base].add(r.get("spec_label") or "dense")
+        tasks[base].add(r["task"])
+    return [f"{base}: {len(settings[base])} settings ({', '.join(sorted(settings[base]))}) "
+            f"x {len(tasks[base])} tasks ({', '.join(sorted(tasks[base]))})"
+            for base in sorted(settings)]
+
+
 def findings_markdown(results: dict[str, list[Finding]], source: str,
-                      figures: list[tuple[str, str]] = (), sizes: list[str] = ()) -> str:
+                      figures: list[tuple[str, str]] = (), sizes: list[str] = (),
+                      covered: list[str] = ()) -> str:
     """``docs/validation.md``: per finding, the claim, the rule, each model's verdict and
     evidence; ``figures`` are (title, relative path) pairs shown at the end."""
     models = sorted(results)
@@ -313,8 +328,11 @@ def findings_markdown(results: dict[str, list[Finding]], source: str,
              "al. (2024) is tested with the rule stated under it, on paired differences "
              "against each model's dense baseline (95% paired bootstrap CIs; significance "
              "after Benjamini–Hochberg). Harm > 0 means worse, whatever the metric's sign "
-             "convention.", "",
-             "| finding | " + " | ".join(models) + " |",
+             "convention.", ""]
+    if covered:
+        lines += ["Runs in the store (models without a compressed setting have no verdict):",
+                  "", *[f"- {c}" for c in covered], ""]
+    lines += ["| finding | " + " | ".join(models) + " |",
              "|---|" + "---|" * len(models)]
     for i in range(4):
         claim = results[models[0]][i].claim
@@ -367,6 +385,7 @@ def write_findings(store, md_path, fdr: float = 0.05, n_boot: int = 1000, seed: 
     shown = [(f.title, f"{folder.name}/{f.png}") for f in figs.figures
              if f.kind != "group_heatmap"]
     md_path.write_text(findings_markdown(results, f"`{store_path.name}` ({len(diffs)} paired "
-                                         "comparisons)", shown, detection_sizes(diffs)),
+                                         "comparisons)", shown, detection_sizes(diffs),
+                                         coverage(load_tidy(store_path))),
                        encoding="utf-8")
     return md_path
