@@ -58,6 +58,20 @@ class Shape:
     vocab: int
     heads: int
     kv_heads: int
+    tied: bool = False
+    """Input embeddings and output projection share one matrix (counted once)."""
+
+    @classmethod
+    def from_config(cls, config, name: str = "") -> Shape:
+        """The shape of a Hugging Face decoder config (Llama-style field names; a
+        multimodal config's text part)."""
+        if hasattr(config, "get_text_config"):
+            config = config.get_text_config()
+        heads = config.num_attention_heads
+        return cls(name or getattr(config, "model_type", "model"), config.hidden_size,
+                   config.intermediate_size, config.num_hidden_layers, config.vocab_size, heads,
+                   getattr(config, "num_key_value_heads", None) or heads,
+                   bool(getattr(config, "tie_word_embeddings", False)))
 
     @property
     def kv(self) -> int:
@@ -70,7 +84,7 @@ class Shape:
 
     @property
     def params(self) -> int:
-        return self.layers * self.block_params + 2 * self.vocab * self.hidden
+        return self.layers * self.block_params + (1 if self.tied else 2) * self.vocab * self.hidden
 
     def linears(self) -> list[tuple[int, int]]:
         """(out_features, in_features) of one block's linear layers."""

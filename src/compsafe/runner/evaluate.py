@@ -73,8 +73,9 @@ def make_render(model: ScoringModel, prompt: PromptFormat) -> Callable[[str], st
     return lambda text: model.render_chat(text, prompt.system)
 
 
-def serve(model: ScoringModel, requests: Sequence) -> list:
-    """Responses to a mixed list of requests, each kind batched across the whole list."""
+def request_groups(requests: Sequence) -> dict[tuple, list[int]]:
+    """Indices of ``requests`` per model call ``serve`` makes: ``(type,)`` for scoring and
+    rolling requests, ``(GenerationRequest, decoding, seed)`` for generations."""
     from compsafe.models.generate import DecodingConfig, GenerationRequest
 
     groups: dict[tuple, list[int]] = {}
@@ -84,8 +85,15 @@ def serve(model: ScoringModel, requests: Sequence) -> list:
         else:
             key = (type(r),)
         groups.setdefault(key, []).append(i)
+    return groups
+
+
+def serve(model: ScoringModel, requests: Sequence) -> list:
+    """Responses to a mixed list of requests, each kind batched across the whole list."""
+    from compsafe.models.generate import GenerationRequest
+
     out: list = [None] * len(requests)
-    for key, idx in groups.items():
+    for key, idx in request_groups(requests).items():
         batch = [requests[i] for i in idx]
         if key[0] is LoglikRequest:
             responses = model.loglikelihood(batch)
