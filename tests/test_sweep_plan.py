@@ -157,8 +157,8 @@ def plan_data(mirror_dir, tmp_path_factory):
     from compsafe.data.pull import import_mirror
 
     dest = tmp_path_factory.mktemp("plandata")
-    report = import_mirror(mirror_dir, dest, datasets=["unqover", "wikitext2", "realtoxicityprompts"],
-                           progress=False)
+    report = import_mirror(mirror_dir, dest, progress=False,
+                           datasets=["unqover", "wikitext2", "realtoxicityprompts"])
     assert report.ok, report.summary()
     return dest
 
@@ -213,19 +213,31 @@ def tiny_sweep(path, model, data, out, tasks, compression=None):
 
 
 def test_plan_command_prices_every_cell_and_adds_up(tmp_path, tiny_model_dir, plan_data):
-    cfg = tiny_sweep(tmp_path / "p.yaml", tiny_model_dir, plan_data, tmp_path / "out", TASKS[:3],
-                     [{"method": "wanda", "sparsity": 0.5}, {"method": "gptq", "bits": 4,
-                                                              "group_size": 32}])
+    cfg = tiny_sweep(tmp_path / "p.yaml", tiny_model_dir, plan_data, tmp_path / "out", TASKS,
+                     [{"method": "wanda", "sparsity": 0.5},
+                      {"method": "gptq", "bits": 4, "group_size": 32},
+                      # 2:5 passes the spec, but no layer width divides by 5: fails at once
+                      {"method": "sparsegpt", "structure": "2:5"}])
     from compsafe.sweep.config import load_config
     from compsafe.sweep.plan import run_plan
     from compsafe.sweep.plan_table import format_plan, plan_dict
 
     priced = run_plan(load_config(cfg), progress=False)
     plan, text = json.loads(json.dumps(plan_dict(priced))), format_plan(priced)
-    assert plan["cells_to_run"] == 9 and plan["cells_done"] == 0
-    assert len(plan["cells"]) == 9 and len(plan["groups"]) == 3
+    assert plan["cells_to_run"] == 12 and plan["cells_done"] == 0
+    assert len(plan["cells"]) == 12 and len(plan["groups"]) == 4
+    *priced_groups, failing = plan["groups"]
+    assert failing["error"].startswith("compression failed: ") and "divisible by 5" in (
+        failing["error"])
+    # It costs a load of the model and nothing else: its cells fail at once.
+    assert set(failing["seconds"]) == {"build_load", "build_fingerprint"}
+    assert f"tiny | sparsegpt-2:5: {failing['error']}; its cells will fail at once" in (
+        plan["notes"])
     by_task = {}
     for c in plan["cells"]:
+        if c["setting"] == "sparsegpt-2:5":
+            assert c["seconds"] == {} and c["items"] > 0
+            continue
         assert c["state"] == "pending" and c["total_s"] > 0 and c["peak_bytes"] > 0
         assert c["total_s"] == pytest.approx(sum(c["seconds"].values()), abs=0.01)
         by_task.setdefault(c["task"], set()).add((c["items"], c["tokens"]))
@@ -237,7 +249,7 @@ def test_plan_command_prices_every_cell_and_adds_up(tmp_path, tiny_model_dir, pl
         "unqover": 8, "wikitext2": 1, "rtp": 1}
     rtp = next(c for c in plan["cells"] if c["task"] == "rtp")
     assert {"generation", "scorer", "rolling"} <= set(rtp["seconds"])
-    dense, *built = plan["groups"]
+    dense, *built = priced_groups
     assert not any(k.startswith("build_") for k in dense["seconds"])
     for g in built:  # each compressed model is built: loaded, calibrated, compressed, saved
         assert {"build_load", "build_calibration", "build_compress", "build_save"} <= set(
@@ -254,7 +266,7 @@ def test_plan_command_prices_every_cell_and_adds_up(tmp_path, tiny_model_dir, pl
     uq = next(c for c in plan["cells"] if c["task"] == "unqover")
     assert re.search(rf"^tiny +dense +unqover +8 +{uq['tokens']:,} +{uq['total_s'] / 60:.2f} +"
                      rf"{uq['peak_bytes'] / 2**30:.2f} GiB$", text, re.M)
-    assert (f"total: 9 cells to run, est. {priced.total_s / 3600:.2f} h "
+    assert (f"total: 12 cells to run, est. {priced.total_s / 3600:.2f} h "
             f"({priced.total_s / 60:.1f} min)") in text
     assert "assumes: pruned and fake-quantized models run at the dense model's speed" in text
     assert not (tmp_path / "out").exists()  # planning writes nothing into the sweep's folder

@@ -260,10 +260,12 @@ def _probe_pairs(vocab: int, window: int | None, long: bool) -> list[TokenPair]:
     return [(tuple(t % vocab for t in c), [t % vocab for t in k]) for c, k in probe]
 
 
-def prefix_sharing_probe(model, pad_id: int) -> ProbeResult:
+def prefix_sharing_probe(model, pad_id: int, again: bool = False) -> ProbeResult:
     """Score a small probe (unequal contexts, multi-token continuations, and one context
-    longer than a sliding window when the model has one) both ways, once per model."""
-    if model in _PROBES:
+    longer than a sliding window when the model has one) both ways, once per model
+    (``again``: run it anyway, as for a newly loaded model; ``compsafe sweep plan`` times
+    it so)."""
+    if model in _PROBES and not again:
         return _PROBES[model]
     name = type(model).__name__
     if "position_ids" not in inspect.signature(model.forward).parameters:

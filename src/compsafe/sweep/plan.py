@@ -45,8 +45,8 @@ class CellPlan:
 
     cell: Cell
     state: str
-    items: int = 0
-    tokens: int = 0
+    items: int | None = None  # None: not counted (every cell of its task is done)
+    tokens: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     peak_bytes: int | None = None
 

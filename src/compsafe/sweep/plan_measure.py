@@ -12,7 +12,8 @@ Generation is timed on the task's largest batch with a few new tokens, every row
 run all steps (``min_new_tokens``): the prefill scales with flops to the other batches, and
 a decode step is priced at the largest batch's (an upper bound for batches of fewer rows).
 
-    arch = Arch.of(hf.model); rate = fit_rate([(arch.flops(b), time_batch(hf, b, True))])
+    arch = Arch.of(hf.model)
+    rate = fit_rate([time_batch(hf, b, True, arch) for b in sample_batches(batches, arch)])
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ class Arch:
     @classmethod
     def of(cls, model) -> Arch:
         _, blocks = find_blocks(model)
-        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
-            else model.config
+        config = model.config
+        if hasattr(config, "get_text_config"):
+            config = config.get_text_config()
         heads = getattr(config, "num_attention_heads", None) or 1
         hidden = getattr(config, "hidden_size", None) or model.get_input_embeddings().embedding_dim
         head_dim = getattr(config, "head_dim", None) or hidden // heads

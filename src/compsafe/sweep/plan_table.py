@@ -24,6 +24,10 @@ def _load_s(g: GroupPlan) -> float:
     return g.total_s - _build_s(g)
 
 
+def _count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
 def _mem(nbytes: int | None) -> str:
     return "-" if nbytes is None else f"{nbytes / GiB:.2f} GiB"
 
@@ -42,7 +46,7 @@ def _rows(plan: Plan) -> list[tuple[str, ...]]:
             rows.append((model, setting, "(load)", "-", "-", f"{_load_s(g) / 60:.2f}", "-"))
         for c in cells.get((model, g.group.spec.key()), []):
             minutes = "done" if c.state == "done" else f"{c.total_s / 60:.2f}"
-            rows.append((model, setting, c.cell.task.name, f"{c.items:,}", f"{c.tokens:,}",
+            rows.append((model, setting, c.cell.task.name, _count(c.items), _count(c.tokens),
                          minutes, _mem(c.peak_bytes)))
     return rows
 
