@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from compsafe.errors import CompsafeError
 from compsafe.sweep.config import ModelEntry, SweepConfig, TaskEntry
 from compsafe.sweep.expand import Cell, Group, all_cells, expand, model_dir
 
@@ -169,12 +170,17 @@ def run_plan(config: SweepConfig, progress: bool = True, preflight_s: float | No
     if todo:
         startup["preflight"] = timed_preflight(config) if preflight_s is None else preflight_s
     setups = {}
+    notes: list[str] = []
     for e in entries:
-        setups[e.name] = time_setup(e, root)
+        try:
+            setups[e.name] = time_setup(e, root)
+        except CompsafeError as err:  # e.g. a scorer that cannot load: its cells fail at once
+            notes.append(f"task {e.name}: {' '.join(str(err).split())}; its cells will fail "
+                         "at once (not priced)")
+            continue
         _say(progress, f"task {e.name}: set up in {setups[e.name].warm_s:.1f} s")
     group_plans: list[GroupPlan] = []
     cell_plans: list[CellPlan] = []
-    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="compsafe-plan-") as tmp:
         for model in config.models:
             mine = [g for g in groups if g.model == model]

@@ -115,14 +115,19 @@ def measure_model(config, model, groups, todo: set[str], states: dict, cached: s
     weight_bytes = next(hf.model.parameters()).element_size()
     _say(progress, f"{model.name}: loaded in {load_s:.1f} s, fingerprint {fingerprint_s:.1f} s,"
                    f" {'prefix-shared' if probe.shared else 'plain'} scoring")
-    names = {c.task.name for g in groups for c in g.cells if c.key in todo}
+    names = {c.task.name for g in groups for c in g.cells if c.key in todo} & set(setups)
     works, timed, points, notes = {}, {}, defaultdict(list), []
+    warm = False
     for entry in (e for e in config.tasks if e.name in names):
         task = cell_task(entry, model, setups[entry.name], root)
         work = count_work(task, hf, config.checkpoint_every, probe.shared)
         _say(progress, f"{entry.name}: {work.items} items, {len(work.batches)} batches, "
                        f"{work.tokens:,} tokens; timing a few")
         works[entry.name] = work
+        opening = next((b for b in work.batches if b.kind != "generation"), None)
+        if not warm and opening is not None:  # the process's first large forward pays set-up
+            time_batch(hf, opening, probe.shared, arch)
+            warm = True
         timed[entry.name] = _time_cell_work(hf, task, work, arch, probe.shared, points,
                                             config.checkpoint_every, tmp)
         if timed[entry.name]["metrics"] is None:
@@ -159,7 +164,7 @@ def measure_model(config, model, groups, todo: set[str], states: dict, cached: s
                 continue
             cp.items, cp.tokens = work.items, work.tokens
             cp.peak_bytes = eval_peak(shape, weight_bytes, work.batches)
-            if c.key in todo and gp.error is None:
+            if c.key in todo and gp.error is None and c.task.name in setups:
                 cp.seconds = cell_seconds(work, setups[c.task.name], timed[c.task.name], rates,
                                           arch, config.checkpoint_every)
         if gp.error:
