@@ -109,7 +109,8 @@ def test_invalid_config_is_rejected_by_the_cli_before_any_work(tmp_path, capsys)
 def test_cli_words(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["sweep", "status", "a.yaml", "b.yaml"])
-    assert "expected CONFIG, run CONFIG or status CONFIG" in capsys.readouterr().err
+    assert ("expected CONFIG, run CONFIG, status CONFIG or plan CONFIG"
+            in capsys.readouterr().err)
 
 
 def test_lists_multiply_out_and_dense_comes_once():

@@ -60,6 +60,24 @@ class Shape:
     vocab: int
     heads: int
     kv_heads: int
+    tied: bool = False
+    """Input embeddings and output projection share one matrix (counted once)."""
+
+    @classmethod
+    def from_config(cls, config, name: str = "") -> Shape | None:
+        """The shape of a Hugging Face decoder config (Llama-style field names; a
+        multimodal config's text part), or None when it lacks one of them (GPT-2, OPT,
+        GPT-NeoX name theirs otherwise: no estimate is made for them)."""
+        if hasattr(config, "get_text_config"):
+            config = config.get_text_config()
+        try:
+            heads = config.num_attention_heads
+            return cls(name or getattr(config, "model_type", "model"), config.hidden_size,
+                       config.intermediate_size, config.num_hidden_layers, config.vocab_size,
+                       heads, getattr(config, "num_key_value_heads", None) or heads,
+                       bool(getattr(config, "tie_word_embeddings", False)))
+        except (AttributeError, TypeError):
+            return None
 
     @property
     def kv(self) -> int:
@@ -72,19 +90,7 @@ class Shape:
 
     @property
     def params(self) -> int:
-        return self.layers * self.block_params + 2 * self.vocab * self.hidden
-
-    @classmethod
-    def from_config(cls, config) -> Shape | None:
-        """The shape of a transformers config (Llama-style names), or None when it lacks
-        one of them (the estimate is then not made)."""
-        try:
-            heads = config.num_attention_heads
-            return cls(type(config).__name__, config.hidden_size, config.intermediate_size,
-                       config.num_hidden_layers, config.vocab_size, heads,
-                       getattr(config, "num_key_value_heads", None) or heads)
-        except (AttributeError, TypeError):
-            return None
+        return self.layers * self.block_params + (1 if self.tied else 2) * self.vocab * self.hidden
 
     def linears(self) -> list[tuple[int, int]]:
         """(out_features, in_features) of one block's linear layers."""

@@ -135,6 +135,16 @@ def encode_prompt(tokenizer, prompt: str, max_prompt_tokens: int) -> list[int]:
     return ids[-max_prompt_tokens:] if ids else [prefix_token_id(tokenizer)]
 
 
+def generation_batches(tokenizer, requests: Sequence[GenerationRequest], cfg: DecodingConfig,
+                       batch_size: int, max_length: int) -> tuple[list[list[int]], list[list[int]]]:
+    """``(prompt tokens per request, request indices per batch)`` as ``generate`` runs them:
+    longest prompts first, ``batch_size`` at a time (``compsafe sweep plan`` counts with it)."""
+    room = max(1, max_length - cfg.max_new_tokens)
+    encoded = [encode_prompt(tokenizer, r.prompt, room) for r in requests]
+    order = sorted(range(len(requests)), key=lambda i: (-len(encoded[i]), i))
+    return encoded, [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
 def generate(model, tokenizer, requests: Sequence[GenerationRequest], cfg: DecodingConfig,
              seed: int, batch_size: int = 16, pad_id: int | None = None,
              max_length: int = 2048, progress: bool = False) -> list[str]:
@@ -144,13 +154,10 @@ def generate(model, tokenizer, requests: Sequence[GenerationRequest], cfg: Decod
     """
     if pad_id is None:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    room = max(1, max_length - cfg.max_new_tokens)
-    encoded = [encode_prompt(tokenizer, r.prompt, room) for r in requests]
-    order = sorted(range(len(requests)), key=lambda i: (-len(encoded[i]), i))
+    encoded, batches = generation_batches(tokenizer, requests, cfg, batch_size, max_length)
     texts: list[str | None] = [None] * len(requests)
     with tqdm(total=len(requests), desc="generate", unit="sample", disable=not progress) as bar:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in batches:
             seqs = _generate_batch(model, tokenizer, [encoded[i] for i in idx],
                                    [requests[i].sample_key for i in idx], cfg, seed, pad_id)
             for i, seq in zip(idx, seqs, strict=True):

@@ -261,10 +261,12 @@ def _probe_pairs(vocab: int, window: int | None, long: bool) -> list[TokenPair]:
     return [(tuple(t % vocab for t in c), [t % vocab for t in k]) for c, k in probe]
 
 
-def prefix_sharing_probe(model, pad_id: int) -> ProbeResult:
+def prefix_sharing_probe(model, pad_id: int, again: bool = False) -> ProbeResult:
     """Score a small probe (unequal contexts, multi-token continuations, and one context
-    longer than a sliding window when the model has one) both ways, once per model."""
-    if model in _PROBES:
+    longer than a sliding window when the model has one) both ways, once per model
+    (``again``: run it anyway, as for a newly loaded model; ``compsafe sweep plan`` times
+    it so)."""
+    if model in _PROBES and not again:
         return _PROBES[model]
     name = type(model).__name__
     if "position_ids" not in inspect.signature(model.forward).parameters:
@@ -319,27 +321,49 @@ def score_token_pairs(
     ``share_prefixes``: None (default) uses the prefix-shared scorer when the model passes
     ``supports_prefix_sharing``; False forces plain forward passes.
     """
-    groups = group_by_context(pairs, max_length)
     results: list[LoglikResponse | None] = [None] * len(pairs)
     if share_prefixes is None:
         share_prefixes = supports_prefix_sharing(model, pad_id)
     plain = _PlainScorer(model, pad_id)
     tree = _TreeScorer(model, pad_id) if share_prefixes else plain
+    vocab = model.get_input_embeddings().num_embeddings
+    with tqdm(total=len(pairs), desc="log-likelihood", unit="req", disable=not progress) as bar:
+        for batch, shared in plan_batches(pairs, max_length, batch_size, vocab, share_prefixes):
+            (tree if shared else plain)(batch, results)
+            bar.update(sum(len(g.members) for g in batch))
+    return results  # type: ignore[return-value]
+
+
+def plan_batches(pairs: Sequence[TokenPair], max_length: int, batch_size: int, vocab: int,
+                 share_prefixes: bool) -> list[tuple[list[_ContextGroup], bool]]:
+    """The batches ``score_token_pairs`` runs, in order, each with whether it takes the
+    prefix-shared (tree) scorer; pure token arithmetic (``compsafe sweep plan`` counts
+    work with it)."""
+    groups = group_by_context(pairs, max_length)
     if share_prefixes:  # one row per group
         def shape(g: _ContextGroup) -> tuple[int, int]:
             return 1, g.row_length
     else:  # one row per request
         def shape(g: _ContextGroup) -> tuple[int, int]:
             return len(g.members), max(len(g.context) + len(c) - 1 for _, c in g.members)
-    vocab = model.get_input_embeddings().num_embeddings
     budget = max(LOGIT_BYTES // (4 * vocab), 1)  # rows x columns per batch
-    with tqdm(total=len(pairs), desc="log-likelihood", unit="req", disable=not progress) as bar:
-        for batch in token_batches(groups, batch_size, budget, shape):
-            # Rows of one request each need no tree mask: plain causal passes are the same
-            # computation, on the attention kernels' fast path.
-            (plain if all(len(g.members) == 1 for g in batch) else tree)(batch, results)
-            bar.update(sum(len(g.members) for g in batch))
-    return results  # type: ignore[return-value]
+    # Rows of one request each need no tree mask: plain causal passes are the same
+    # computation, on the attention kernels' fast path.
+    return [(batch, share_prefixes and not all(len(g.members) == 1 for g in batch))
+            for batch in token_batches(groups, batch_size, budget, shape)]
+
+
+def batch_geometry(batch: list[_ContextGroup], shared: bool) -> tuple[int, int, int]:
+    """``(rows, width, logit columns per row)`` of the forward pass that scores ``batch``:
+    the tree layout of ``_TreeScorer`` (one right-aligned row per group) or the plain one
+    of ``_PlainScorer`` (one right-padded row per request)."""
+    if shared:
+        width = max(g.row_length for g in batch)
+        lo = min(width - g.row_length + len(g.context) for g in batch) - 1
+        return len(batch), width, width - lo
+    rows = [(g.context, c) for g in batch for _, c in g.members]
+    width = max(len(ctx) + len(c) - 1 for ctx, c in rows)
+    return len(rows), width, width - min(len(ctx) - 1 for ctx, _ in rows)
 
 
 def token_batches(groups: list[_ContextGroup], batch_size: int, budget: int, shape

@@ -54,7 +54,7 @@ class CorpusResponse(RollingResponse):
     window_weight: tuple[int, ...] = ()
 
 
-def _batches(windows: Sequence[Window], token_budget: int, max_rows: int):
+def window_batches(windows: Sequence[Window], token_budget: int, max_rows: int):
     """Indices of windows per forward pass: same first scored position, longest first."""
     order = sorted(range(len(windows)), key=lambda i: (windows[i].lo, -len(windows[i].ids)))
     batch: list[int] = []
@@ -85,11 +85,10 @@ def score_windows(model, windows: Sequence[Window], pad_id: int, batch_size: int
         return []
     device = input_device(model)
     vocab = model.config.vocab_size
-    budget = token_budget or max(LOGIT_BYTES // (4 * vocab), 1)
     keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
     out = [0.0] * len(windows)
     bar = tqdm(total=len(windows), desc="perplexity", unit="window", disable=not progress)
-    for batch in _batches(windows, budget, batch_size):
+    for batch in window_batches(windows, window_budget(vocab, token_budget), batch_size):
         rows = [windows[i] for i in batch]
         width = max(len(w.ids) for w in rows)
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -114,8 +113,23 @@ def score_windows(model, windows: Sequence[Window], pad_id: int, batch_size: int
     return out
 
 
-def _windows_for(ids: list[int], protocol: str, seqlen: int, stride: int | None,
-                 max_windows: int | None) -> list[Window]:
+def window_budget(vocab: int, token_budget: int | None = None) -> int:
+    """Rows x kept positions per forward pass: ``token_budget``, or what keeps the float32
+    logits near ``LOGIT_BYTES``."""
+    return token_budget or max(LOGIT_BYTES // (4 * vocab), 1)
+
+
+def window_geometry(windows: Sequence[Window]) -> tuple[int, int, int]:
+    """``(rows, width, logit positions per row)`` of the forward pass ``score_windows``
+    runs for one batch of ``windows`` (right-padded, logits kept from the first scored
+    position to the last)."""
+    lo, hi = windows[0].lo, max(w.hi for w in windows)
+    return len(windows), max(len(w.ids) for w in windows), hi - lo
+
+
+def corpus_windows(ids: list[int], protocol: str, seqlen: int, stride: int | None,
+                   max_windows: int | None) -> list[Window]:
+    """The windows of a corpus protocol (``chunks`` or ``sliding``) over its tokens."""
     if protocol == "chunks":
         return chunk_windows(ids, seqlen, max_windows)
     if protocol == "sliding":
@@ -136,7 +150,7 @@ def corpus_perplexity(hf, text: str, protocol: str = "chunks", seqlen: int = 204
     seqlen = min(seqlen, hf.max_length)
     if ids is None:
         ids = hf.tokenizer(text, verbose=False)["input_ids"]
-    windows = _windows_for(list(ids), protocol, seqlen, stride, max_windows)
+    windows = corpus_windows(list(ids), protocol, seqlen, stride, max_windows)
     sums = score_windows(hf.model, windows, hf.pad_id, hf.batch_size, progress=progress)
     means = [s / len(w.targets) for s, w in zip(sums, windows, strict=True)]
     weights = [w.weight for w in windows]
@@ -148,20 +162,26 @@ def corpus_perplexity(hf, text: str, protocol: str = "chunks", seqlen: int = 204
             "stride": stride if protocol == "sliding" else None}
 
 
+def document_windows(tokenizer, texts: Sequence[str], max_length: int
+                     ) -> tuple[list[Window], list[int]]:
+    """Every text's rolling windows, and the index of the text each belongs to."""
+    prefix = prefix_token_id(tokenizer)
+    windows, owner = [], []
+    for j, text in enumerate(texts):
+        ids = _encode(tokenizer, text) if text else []
+        for w in rolling_windows(ids, prefix, max_length):
+            windows.append(w)
+            owner.append(j)
+    return windows, owner
+
+
 def document_logprobs(hf, texts: Sequence[str], max_length: int | None = None,
                       progress: bool = False) -> list[RollingResponse]:
     """lm-eval's ``loglikelihood_rolling`` per text, windows batched across texts.
 
     Empty texts (no tokens) get ``RollingResponse(0.0, 0)``, as lm-eval scores them 0.
     """
-    max_length = max_length or hf.max_length
-    prefix = prefix_token_id(hf.tokenizer)
-    windows, owner = [], []
-    for j, text in enumerate(texts):
-        ids = _encode(hf.tokenizer, text) if text else []
-        for w in rolling_windows(ids, prefix, max_length):
-            windows.append(w)
-            owner.append(j)
+    windows, owner = document_windows(hf.tokenizer, texts, max_length or hf.max_length)
     sums = score_windows(hf.model, windows, hf.pad_id, hf.batch_size, progress=progress)
     logprob, count = [0.0] * len(texts), [0] * len(texts)
     for j, w, s in zip(owner, windows, sums, strict=True):

@@ -75,8 +75,9 @@ def make_render(model: ScoringModel, prompt: PromptFormat) -> Callable[[str], st
     return lambda text: model.render_chat(text, prompt.system)
 
 
-def serve(model: ScoringModel, requests: Sequence) -> list:
-    """Responses to a mixed list of requests, each kind batched across the whole list."""
+def request_groups(requests: Sequence) -> dict[tuple, list[int]]:
+    """Indices of ``requests`` per model call ``serve`` makes: ``(type,)`` for scoring and
+    rolling requests, ``(GenerationRequest, decoding, seed)`` for generations."""
     groups: dict[tuple, list[int]] = {}
     for i, r in enumerate(requests):
         if isinstance(r, GenerationRequest):  # batch per decoding config and seed
@@ -84,8 +85,13 @@ def serve(model: ScoringModel, requests: Sequence) -> list:
         else:
             key = (type(r),)
         groups.setdefault(key, []).append(i)
+    return groups
+
+
+def serve(model: ScoringModel, requests: Sequence) -> list:
+    """Responses to a mixed list of requests, each kind batched across the whole list."""
     out: list = [None] * len(requests)
-    for key, idx in groups.items():
+    for key, idx in request_groups(requests).items():
         batch = [requests[i] for i in idx]
         if key[0] is LoglikRequest:
             responses = model.loglikelihood(batch)

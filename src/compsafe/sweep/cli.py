@@ -1,10 +1,12 @@
-"""``compsafe sweep [run] CONFIG`` and ``compsafe sweep status CONFIG`` (issue 6).
+"""``compsafe sweep [run] CONFIG``, ``compsafe sweep status CONFIG`` (issue 6) and
+``compsafe sweep plan CONFIG`` (issue 18).
 
 argparse cannot give one command both a positional CONFIG and a ``status`` subcommand, so
 ``sweep`` takes one or two words: ``CONFIG`` or ``run CONFIG`` runs the sweep, ``status
-CONFIG`` prints every cell's state. The config is validated (and every task's data read)
-before any model loads. Exit status: 0 when every cell is done, 1 when some failed, 2 for
-an invalid config.
+CONFIG`` prints every cell's state, ``plan CONFIG`` estimates what the cells not yet done
+will cost on this machine (``plan.py``; ``--json`` for the data). The config is
+validated (and every task's data read) before any model loads. Exit status: 0 when every
+cell is done, 1 when some failed, 2 for an invalid config.
 
     compsafe sweep configs/quick.yaml --set tasks.*.limit=20
 """
@@ -25,6 +27,7 @@ examples:
   compsafe sweep configs/paper.yaml --executor ray --address auto
   compsafe sweep configs/quick.yaml --executor ray --num-cpus 2   # a new local Ray cluster
   compsafe sweep status configs/quick.yaml             # done/running/failed/pending per cell
+  compsafe sweep plan configs/quick.yaml               # cost per cell and in all, before work
   compsafe sweep configs/quick.yaml --set tasks.*.limit=5 --set out=runs/try
 
 Re-running the same command skips finished cells, resumes interrupted ones item by item
@@ -41,8 +44,9 @@ def add_sweep_parser(sub) -> None:
         description="Run (or show the status of) a sweep: every model, compressed with every "
                     "setting, evaluated on every task; results in one store.",
         epilog=SWEEP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("words", nargs="+", metavar="[run|status] CONFIG",
-                   help="a sweep config (YAML); 'status CONFIG' shows its cells")
+    p.add_argument("words", nargs="+", metavar="[run|status|plan] CONFIG",
+                   help="a sweep config (YAML); 'status CONFIG' shows its cells, 'plan "
+                        "CONFIG' estimates their cost on this machine")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local: sequential, in this process (default); ray: Ray tasks")
     p.add_argument("--address", default=None,
@@ -54,16 +58,21 @@ def add_sweep_parser(sub) -> None:
                    metavar="KEY.PATH=VALUE",
                    help="override a config value, e.g. tasks.*.limit=5 or models.0.model=DIR "
                         "(repeatable)")
+    p.add_argument("--json", action="store_true",
+                   help="with plan: print the estimate as JSON (every cell's seconds by part)")
     p.set_defaults(func=run_sweep_command, sweep_parser=p)
+
+
+ACTIONS = ("run", "status", "plan")
 
 
 def _parse_words(args) -> tuple[str, Path]:
     words = args.words
-    if len(words) == 1 and words[0] not in ("run", "status"):
+    if len(words) == 1 and words[0] not in ACTIONS:
         return "run", Path(words[0])
-    if len(words) == 2 and words[0] in ("run", "status"):
+    if len(words) == 2 and words[0] in ACTIONS:
         return words[0], Path(words[1])
-    args.sweep_parser.error("expected CONFIG, run CONFIG or status CONFIG")
+    args.sweep_parser.error("expected CONFIG, run CONFIG, status CONFIG or plan CONFIG")
     raise AssertionError  # error() exits
 
 
@@ -86,11 +95,15 @@ def run_sweep_command(args) -> int:
     config = load_config(path, args.overrides)
     groups = expand(config)
     cells = all_cells(groups)
+    if args.json and action != "plan":
+        raise CompsafeError("--json applies to 'sweep plan'")
     if action == "status":
         print(format_status(config.name, cells, cell_states(cells, config.store_path),
                             config.store_path))
         _point_at_other_stores(path, config.store_path)
         return 0
+    if action == "plan":
+        return _plan(config, args)
     if args.executor == "local" and (args.address or args.num_cpus):
         raise CompsafeError("--address and --num-cpus apply to --executor ray")
     if args.num_cpus is not None and args.num_cpus <= 0:
@@ -125,6 +138,18 @@ def run_sweep_command(args) -> int:
         print(f"{len(incomplete)} cells incomplete (failed scores, left out of their metrics); "
               f"run the same command again to retry them", flush=True)
     return 1 if failed or incomplete else 0
+
+
+def _plan(config, args) -> int:
+    import json
+
+    from compsafe.sweep.plan import run_plan, timed_preflight
+    from compsafe.sweep.plan_table import format_plan, plan_dict
+
+    preflight_s = timed_preflight(config)  # a missing data file: one line now, as in a sweep
+    plan = run_plan(config, progress=not args.quiet, preflight_s=preflight_s)
+    print(json.dumps(plan_dict(plan), indent=1) if args.json else format_plan(plan), flush=True)
+    return 0
 
 
 def _require_ray() -> None:
