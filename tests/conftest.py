@@ -80,6 +80,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def rtp_data(mirror_dir, tmp_path_factory) -> Path:
+    """A dataset cache with RealToxicityPrompts, imported (hash-checked) from the mirror."""
+    from compsafe.data.pull import import_mirror
+
+    dest = tmp_path_factory.mktemp("rtp")
+    assert not import_mirror(mirror_dir, dest, datasets=["realtoxicityprompts"],
+                             progress=False).failed
+    return dest
+
+
 @pytest.fixture(autouse=True)
 def _sweep_registry(tmp_path_factory, monkeypatch):
     """Sweeps that tests run (subprocesses too) are remembered in the session's temporary

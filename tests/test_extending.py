@@ -127,16 +127,6 @@ def test_toy_task_runs_end_to_end_through_compsafe_eval(toy, tiny_model_dir, tmp
     assert row["n"] == len(PAIRS)
 
 
-@pytest.fixture(scope="module")
-def rtp_data(mirror_dir, tmp_path_factory):
-    from compsafe.data.pull import import_mirror
-
-    dest = tmp_path_factory.mktemp("rtp")
-    assert not import_mirror(mirror_dir, dest, datasets=["realtoxicityprompts"],
-                             progress=False).failed
-    return dest
-
-
 def test_generation_task_scored_by_the_toy_scorer_aggregates_as_toxicity(
         toy, tiny_model_dir, rtp_data, tmp_path, monkeypatch, capsys):
     from compsafe.report.load import load_runs

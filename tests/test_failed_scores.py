@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from compsafe.cli import main
-from compsafe.data.pull import import_mirror
 from compsafe.runner.evaluate import evaluate_task
 from compsafe.scorers.base import Scorer, ScoreResult
 from compsafe.store import Store
@@ -53,14 +50,6 @@ class FakeModel:
     def rolling_loglikelihood(self, requests, progress=False):
         # RTP's prompt perplexity (the reference study computes it for RTP too)
         return [RollingResponse(-2.0 * len(r.text), len(r.text)) for r in requests]
-
-
-@pytest.fixture(scope="module")
-def rtp_data(mirror_dir, tmp_path_factory):
-    dest = tmp_path_factory.mktemp("rtp")
-    assert not import_mirror(mirror_dir, dest, datasets=["realtoxicityprompts"],
-                             progress=False).failed
-    return dest
 
 
 def _task(data, scorer):
