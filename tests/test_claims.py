@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from compsafe.identity import ModelIdentity
 from compsafe.runner.evaluate import evaluate_task
 from compsafe.store import Store
 from compsafe.store.claims import owner_alive, owner_id
@@ -56,8 +57,9 @@ class LoggingModel:
     def __init__(self, log: Path, delay: float):
         self.log, self.delay = log, delay
 
-    def fingerprint(self):
-        return "fp"
+    @property
+    def identity(self) -> ModelIdentity:  # what the runner reads (HFModel builds its own)
+        return ModelIdentity.dense(self.name, "fp")
 
     def loglikelihood(self, requests, progress=False):
         time.sleep(self.delay)

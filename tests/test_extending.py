@@ -21,6 +21,7 @@ from toy_extension import PAIRS, TOY_LABEL, ToyTask, XFraction
 
 from compsafe.cli import main
 from compsafe.errors import UnknownNameError
+from compsafe.identity import ModelIdentity
 from compsafe.registry import RegistryError
 from compsafe.scorers import SCORERS, register_scorer, scorer_kind
 from compsafe.tasks import TASKS, get_task, register_task, task_info
@@ -88,8 +89,9 @@ class ShortIsLikely:
 
     name = "short-is-likely"
 
-    def fingerprint(self) -> str:
-        return "fp-short"
+    @property
+    def identity(self) -> ModelIdentity:  # what the runner reads (HFModel builds its own)
+        return ModelIdentity.dense(self.name, "fp-short")
 
     def loglikelihood(self, requests, progress=False):
         from compsafe.types import LoglikResponse

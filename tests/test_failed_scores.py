@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from compsafe.cli import main
+from compsafe.identity import ModelIdentity
 from compsafe.runner.evaluate import evaluate_task
 from compsafe.scorers.base import Scorer, ScoreResult
 from compsafe.store import Store
@@ -41,8 +42,9 @@ class FakeModel:
 
     name = "fake"
 
-    def fingerprint(self) -> str:
-        return "fake-fp"
+    @property
+    def identity(self) -> ModelIdentity:  # what the runner reads (HFModel builds its own)
+        return ModelIdentity.dense(self.name, "fake-fp")
 
     def generate(self, requests, decoding, seed, progress=False):
         return [f"{r.sample_key} continuation" for r in requests]

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compsafe.errors import ModelLoadError
+from compsafe.errors import CompsafeError, ModelLoadError
 from compsafe.models.hf import HFModel, resolve_model_path
 from compsafe.models.loglik import group_by_context, score_token_pairs, truncate_pair
 
@@ -181,3 +181,23 @@ def test_other_architectures_score_like_a_full_forward(arch):
     for (ctx, cont), resp in zip(pairs, got, strict=True):
         want, _ = full_forward_logprob(model, ctx, cont, 64)
         assert resp.logprob == pytest.approx(want, abs=1e-4)
+
+
+def test_identity_is_built_once_at_load_and_frozen(tiny_model_dir):
+    """What the runner, store and reports read about a model: one frozen value."""
+    import dataclasses
+
+    from compsafe.models.hf import HFModel
+
+    model = HFModel.load(str(tiny_model_dir), device="cpu", dtype="float32")
+    identity = model.identity
+    assert model.identity is identity  # built once
+    assert identity.fingerprint == model.fingerprint() and identity.dtype == "float32"
+    assert identity.lineage.spec.method == "dense"
+    assert identity.lineage.base_fingerprint == identity.fingerprint  # its own dense base
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        identity.fingerprint = "x"
+    named = HFModel.load(str(tiny_model_dir), device="cpu", dtype="float32",
+                         base_model="some/base")
+    with pytest.raises(CompsafeError, match="--base-model 'some/base' given, but"):
+        named.identity  # noqa: B018  (a dense model has no other base)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from compsafe.identity import ModelIdentity
 from compsafe.report.load import load_tidy
 from compsafe.runner.evaluate import evaluate_task
 from compsafe.store import Store
@@ -54,8 +55,9 @@ class FakeModel:
     def __init__(self):
         self.contexts: list[str] = []
 
-    def fingerprint(self) -> str:
-        return "fp-fake"
+    @property
+    def identity(self) -> ModelIdentity:  # what the runner reads (HFModel builds its own)
+        return ModelIdentity.dense(self.name, "fp-fake")
 
     def loglikelihood(self, requests, progress=False):
         self.contexts += [r.context for r in requests]

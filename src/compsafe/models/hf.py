@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from compsafe.compress.lineage import read_compression_info
 from compsafe.errors import ModelLoadError
+from compsafe.identity import Lineage, ModelIdentity, read_compression_info
 from compsafe.models import remote_code
 from compsafe.models.checkpoint import check_safetensors
 from compsafe.models.device import (
@@ -116,6 +116,7 @@ class HFModel:
     """The dense model this one was compressed from, when no compression.json says so
     (a pre-quantized hub checkpoint): set by ``compsafe eval --base-model``."""
     _float32_fingerprint: str | None = field(default=None, init=False, repr=False)
+    _identity: ModelIdentity | None = field(default=None, init=False, repr=False)
     _offload: object = field(default=None, init=False, repr=False)
     """The temporary folder of weights a ``device_map`` offloaded to disk (removed with it)."""
 
@@ -128,8 +129,12 @@ class HFModel:
         batch_size: int | None = None,
         trust_remote_code: bool = False,
         device_map: str | dict | None = None,
+        base_model: str | None = None,
     ) -> HFModel:
         """Load ``spec`` (see ``resolve_model_path``) onto the chosen device in eval mode.
+
+        ``base_model`` names the dense model a pre-quantized checkpoint came from (part of
+        its ``identity``; ``compsafe eval --base-model``).
 
         ``device_map`` (``device.parse_device_map``) spreads the model over several devices
         instead, as transformers places it; ``device`` then only chooses the default dtype
@@ -185,7 +190,7 @@ class HFModel:
         info = read_compression_info(source) if Path(source).is_dir() else None
         if qconfig is not None and not isinstance(qconfig, dict):
             qconfig = qconfig.to_dict()
-        loaded = cls(model, tokenizer, name, source, batch_size, info, qconfig)
+        loaded = cls(model, tokenizer, name, source, batch_size, info, qconfig, base_model)
         loaded._offload = offload
         if device_map is not None:
             log.info("%s placed by device_map: %s", name,
@@ -250,6 +255,26 @@ class HFModel:
 
         return generate(self.model, self.tokenizer, requests, decoding, seed, self.batch_size,
                         self.pad_id, self.max_length, progress)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """What this model is, as loaded: name, fingerprint, dtype and lineage (from its
+        ``compression.json``, its ``quantization_config`` with ``base_model``, or itself
+        as a dense base). Built once, on first use (the fingerprint hashes every weight),
+        then the same frozen value: runner, store and reports read it."""
+        if self._identity is None:
+            fingerprint = self.fingerprint()
+            info, qconfig = self.compression_info, self.quantization_config
+            base = fingerprint
+            if info is None and qconfig is None:
+                # A dense model is its own base, identified as compress identifies sources.
+                base = self.float32_fingerprint(fingerprint)
+            lineage = Lineage.of(self.name, base, info, qconfig, self.base_model)
+            overlaps = ((info or {}).get("calibration") or {}).get("overlaps") or ()
+            dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+            self._identity = ModelIdentity(self.name, fingerprint, dtype, lineage,
+                                           tuple(overlaps))
+        return self._identity
 
     def fingerprint(self) -> str:
         """Content hash of the weights (names, dtypes, shapes, bytes) and the tokenizer.

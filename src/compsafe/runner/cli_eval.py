@@ -103,16 +103,15 @@ def run_eval(args) -> int:
 
     model = HFModel.load(args.model, device=args.device, dtype=args.dtype,
                          batch_size=args.batch_size, trust_remote_code=args.trust_remote_code,
-                         device_map=device_map)
+                         device_map=device_map, base_model=args.base_model)
     args.out.mkdir(parents=True, exist_ok=True)
-    model.base_model = args.base_model
-    fingerprint = model.fingerprint()
+    identity = model.identity
     log.info("model %s (%s) on %s, fingerprint %s", model.name, model.source, model.device,
-             fingerprint)
+             identity.fingerprint)
     results = []
     with Store(store_path) as store:
         for task in tasks:
-            results.append(evaluate_task(model, task, store, fingerprint,
+            results.append(evaluate_task(model, task, store,
                                          checkpoint_every=args.checkpoint_every,
                                          progress=not args.quiet))
     write_outputs(args.out, store_path)

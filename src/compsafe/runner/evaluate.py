@@ -20,7 +20,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from compsafe import __version__
-from compsafe.compress.lineage import Lineage
+from compsafe.identity import ModelIdentity
 from compsafe.runner.keys import run_key
 from compsafe.runner.provenance import invocation
 from compsafe.store import Store, claims
@@ -39,11 +39,12 @@ log = logging.getLogger(__name__)
 
 
 class ScoringModel:
-    """What the runner needs from a model (``compsafe.models.hf.HFModel`` provides it)."""
+    """What the runner needs from a model (``compsafe.models.hf.HFModel`` provides it):
+    its ``identity`` (``compsafe.identity.ModelIdentity``, built once when it loaded) and
+    one method per request kind."""
 
     name: str
-
-    def fingerprint(self) -> str: ...
+    identity: ModelIdentity
     def loglikelihood(self, requests, progress: bool = False) -> list: ...
     def rolling_loglikelihood(self, requests, progress: bool = False) -> list: ...
     def generate(self, requests, decoding, seed: int, progress: bool = False) -> list: ...
@@ -167,25 +168,16 @@ def evaluate_task(
     model: ScoringModel,
     task: LoglikTask,
     store: Store,
-    fingerprint: str | None = None,
     checkpoint_every: int = 128,
     progress: bool = True,
 ) -> TaskResult:
     """Compute (or resume, or reuse) ``task`` on ``model`` and store records and metrics."""
-    fingerprint = fingerprint or model.fingerprint()
+    identity = model.identity
+    fingerprint, lineage = identity.fingerprint, identity.lineage
     key, config = task_key(task, fingerprint)
     prompt = task.options.prompt.to_dict()
     examples = task.examples()
-    info = getattr(model, "compression_info", None)
-    qconfig = getattr(model, "quantization_config", None)
-    base_fingerprint = fingerprint
-    if info is None and qconfig is None and hasattr(model, "float32_fingerprint"):
-        # A dense model is its own base, identified as compress identifies its sources.
-        base_fingerprint = model.float32_fingerprint(fingerprint)
-    lineage = Lineage.of(model.name, base_fingerprint, info, qconfig,
-                         getattr(model, "base_model", None))
-    recorded = ((info or {}).get("calibration") or {}).get("overlaps")
-    if lineage is not None and task.name in lineage.spec.calibration.overlaps(recorded):
+    if task.name in identity.in_sample_tasks():
         log.warning("%s: %s was calibrated on this task's evaluation text (%s): its %s "
                     "results are in-sample", task.name, model.name,
                     lineage.spec.calibration.source, task.name)

@@ -118,7 +118,7 @@ def evaluate_group(config: SweepConfig, group: Group, cells: list[Cell] | tuple[
         model = HFModel.load(built.source, device=config.device, dtype=config.dtype,
                              batch_size=config.batch_size, device_map=config.load_device_map,
                              trust_remote_code=group.model.trust_remote_code)
-        fingerprint = model.fingerprint()
+        log.info("%s: fingerprint %s", group.label, model.identity.fingerprint)  # built once
     except Exception as e:
         for cell in cells:
             sink.failed(cell, f"model load failed: {one_line(e)}")
@@ -132,7 +132,7 @@ def evaluate_group(config: SweepConfig, group: Group, cells: list[Cell] | tuple[
             if prompt != options.prompt:
                 options = replace(options, prompt=prompt)
             task = get_task(cell.task.task)(root, options)
-            result = evaluate_task(model, task, store, fingerprint,
+            result = evaluate_task(model, task, store,
                                    checkpoint_every=config.checkpoint_every, progress=progress)
         except Exception as e:
             log.debug("cell %s failed", cell.label, exc_info=True)
