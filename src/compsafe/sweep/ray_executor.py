@@ -55,7 +55,10 @@ log = logging.getLogger(__name__)
 
 STORE_METHODS = ("start_run", "done_item_ids", "add_records", "fail_run", "records",
                  "put_metrics", "finish_run", "run", "replace_records", "claim_items",
-                 "renew_claims", "release_claims")
+                 "renew_claims", "release_claims", "shared_records", "put_shared_records")
+"""The ``Store`` methods ``runner.evaluate`` calls, forwarded to the driver's store; a
+method the runner starts to call must be added here (tests/test_sweep_ray.py runs every
+kind of task through Ray)."""
 
 
 @dataclass(frozen=True)
