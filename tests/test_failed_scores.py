@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 
-from compsafe.cli import main
+from sweep_helpers import run_cli
+
 from compsafe.identity import ModelIdentity
 from compsafe.runner.evaluate import evaluate_task
 from compsafe.scorers.base import Scorer, ScoreResult
@@ -100,14 +101,8 @@ def test_rerun_retries_only_the_failed_scores(rtp_data, tmp_path, monkeypatch):
         assert again.seen == [] and r4.n_retried == 0 and r4.metrics == r3.metrics
 
 
-def _cli(args, capsys):
-    code = main(["-q", "eval", *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_eval_with_failed_scores_exits_3_with_one_line(tiny_model_dir, rtp_data, tmp_path,
-                                                       monkeypatch, capsys):
+                                                       monkeypatch):
     monkeypatch.setenv("COMPSAFE_CACHE_DIR", str(tmp_path / "cache"))
     scorer = FlakyScorer()
     monkeypatch.setattr("compsafe.tasks.degeneration.get_scorer", lambda name: scorer)
@@ -115,7 +110,7 @@ def test_eval_with_failed_scores_exits_3_with_one_line(tiny_model_dir, rtp_data,
     args = ["--model", str(tiny_model_dir), "--tasks", "rtp", "--limit", "3", "--samples", "1",
             "--max-new-tokens", "3", "--n-boot", "0", "--data-dir", str(rtp_data),
             "--out", str(out)]
-    code, _, err = _cli(args, capsys)
+    code, _, err = run_cli(["-q", "eval", *args])
     assert code == 3, err
     lines = [ln for ln in err.splitlines() if ln.startswith("compsafe:")]
     assert lines == ["compsafe: incomplete: 3 failed scores (rtp 3) exceed --max-failed 0; "
@@ -126,18 +121,18 @@ def test_eval_with_failed_scores_exits_3_with_one_line(tiny_model_dir, rtp_data,
 
     # Tolerated failures: exit 0, still marked incomplete.
     scorer.seen.clear()
-    code, _, err = _cli([*args, "--max-failed", "3"], capsys)
+    code, _, err = run_cli(["-q", "eval", *args, "--max-failed", "3"])
     assert code == 0, err
     assert len(scorer.seen) == 3  # the rerun retried the 3 failed scores
     assert json.load(open(out / "results.json"))["runs"][0]["incomplete"] is True
 
     scorer.down = ()  # the API is back
-    code, _, err = _cli(args, capsys)
+    code, _, err = run_cli(["-q", "eval", *args])
     assert code == 0, err
     run = json.load(open(out / "results.json"))["runs"][0]
     assert run["incomplete"] is False and run["n_failed"] == 0
 
-    code, _, err = _cli([*args, "--max-failed", "-1"], capsys)
+    code, _, err = run_cli(["-q", "eval", *args, "--max-failed", "-1"])
     assert code == 2 and "--max-failed must be >= 0, got -1" in err
 
 
@@ -165,7 +160,7 @@ def test_report_marks_incomplete_runs(tmp_path):
 
 def test_sweep_cell_with_failed_scores_is_incomplete_and_retried(tiny_model_dir, rtp_data,
                                                                   tmp_path, monkeypatch):
-    from sweep_helpers import cells, run_cli, write_config
+    from sweep_helpers import cells, write_config
 
     monkeypatch.setenv("COMPSAFE_CACHE_DIR", str(tmp_path / "cache"))
     scorer = FlakyScorer()

@@ -377,7 +377,8 @@ def write_findings(store, md_path, fdr: float = 0.05, n_boot: int = 1000, seed: 
         raise CompsafeError(f"{store_path}: no compressed run pairs with a dense run; "
                             "nothing to check")
     keep = {(d.task, d.subset, d.metric) for dim in HEADLINE for d in headline(diffs, dim)}
-    rows = [r for r in load_tidy(store_path) if (r["task"], r["subset"], r["metric"]) in keep]
+    tidy = load_tidy(store_path)
+    rows = [r for r in tidy if (r["task"], r["subset"], r["metric"]) in keep]
     chosen = [d for d in diffs if (d.task, d.subset, d.metric) in keep]
     folder.mkdir(parents=True, exist_ok=True)
     write_paired(chosen, folder)
@@ -386,6 +387,6 @@ def write_findings(store, md_path, fdr: float = 0.05, n_boot: int = 1000, seed: 
              if f.kind != "group_heatmap"]
     md_path.write_text(findings_markdown(results, f"`{store_path.name}` ({len(diffs)} paired "
                                          "comparisons)", shown, detection_sizes(diffs),
-                                         coverage(load_tidy(store_path))),
+                                         coverage(tidy)),
                        encoding="utf-8")
     return md_path

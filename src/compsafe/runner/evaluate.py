@@ -116,13 +116,17 @@ WAIT_S = 0.5
 
 
 def compute(task: LoglikTask, model: ScoringModel, chunk: Sequence, render,
-            store: Store | None = None, share_key: str | None = None) -> list[dict]:
+            store: Store | None = None, share_key: str | None = None,
+            reused: list[int] | None = None) -> list[dict]:
     """The records of ``chunk``'s examples: their requests served in one batch.
 
     With a ``share_key``, records another run stored under it (``store/shared.py``) are
-    read instead of computed, and the ones computed here are stored there for the next.
+    read instead of computed (their count appended to ``reused``), and the ones computed
+    here are stored there for the next.
     """
     known = store.shared_records(share_key, [e.id for e in chunk]) if share_key else {}
+    if reused is not None:
+        reused.append(len(known))
     todo = [e for e in chunk if e.id not in known]
     per_example = [task.requests(e, render) for e in todo]
     responses = serve(model, [r for reqs in per_example for r in reqs]) if todo else []
@@ -196,9 +200,7 @@ def evaluate_task(
                  task.name, key, len(examples) - len(todo), len(examples))
     render = make_render(model, task.options.prompt)
     shared = share_key(task, fingerprint) if todo else None
-    if shared and (reused := len(store.shared_records(shared, [e.id for e in todo]))):
-        log.info("%s: %d of %d items reuse model outputs another run stored (same model, "
-                 "examples and decoding)", task.name, reused, len(todo))
+    reused: list[int] = []  # per chunk: items whose outputs another run had stored
     owner = claims.owner_id()
     renew = getattr(store, "renewer", None)  # a proxy (Ray) renews through its own calls
     renew = renew(owner, CLAIM_TTL_S) if renew else (
@@ -217,7 +219,7 @@ def evaluate_task(
                 if ids:
                     chunk = [by_id[i] for i in ids]
                     store.add_records(key, task.postprocess(
-                        compute(task, model, chunk, render, store, shared)))
+                        compute(task, model, chunk, render, store, shared, reused)))
                     store.release_claims(owner)
                     n_computed += len(chunk)
                 else:  # the rest is claimed by another live process: wait for its records
@@ -235,6 +237,9 @@ def evaluate_task(
                 store.release_claims(owner)
             except Exception:  # unreleased claims expire, or die with this process
                 log.debug("could not release claims of %s", owner, exc_info=True)
+    if sum(reused):
+        log.info("%s: %d of %d items reused model outputs another run stored (same model, "
+                 "examples and decoding)", task.name, sum(reused), n_computed)
     order = {e.id: i for i, e in enumerate(examples)}
     records = sorted((r for r in store.records(key) if r["id"] in order),
                      key=lambda r: order[r["id"]])
