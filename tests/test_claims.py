@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from compsafe.identity import ModelIdentity
+from compsafe.models.adapter import ModelAdapter
 from compsafe.runner.evaluate import evaluate_task
 from compsafe.store import Store
 from compsafe.store.claims import owner_alive, owner_id
@@ -48,7 +49,7 @@ class CountTask(LoglikTask):
                           len(records))]
 
 
-class LoggingModel:
+class LoggingModel(ModelAdapter):
     """Answers ``-len(id)``, appending every item it computes to ``log`` (one line each),
     slowly enough that two processes overlap."""
 

@@ -22,6 +22,7 @@ from toy_extension import PAIRS, TOY_LABEL, ToyTask, XFraction
 from compsafe.cli import main
 from compsafe.errors import UnknownNameError
 from compsafe.identity import ModelIdentity
+from compsafe.models.adapter import ModelAdapter
 from compsafe.registry import RegistryError
 from compsafe.scorers import SCORERS, register_scorer, scorer_kind
 from compsafe.tasks import TASKS, get_task, register_task, task_info
@@ -84,7 +85,7 @@ def test_plugin_module_named_in_the_environment_reaches_the_cli():
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
-class ShortIsLikely:
+class ShortIsLikely(ModelAdapter):
     """A model adapter whose log-likelihood of a continuation is minus its length."""
 
     name = "short-is-likely"

@@ -14,6 +14,7 @@ import json
 from sweep_helpers import run_cli
 
 from compsafe.identity import ModelIdentity
+from compsafe.models.adapter import ModelAdapter
 from compsafe.runner.evaluate import evaluate_task
 from compsafe.scorers.base import Scorer, ScoreResult
 from compsafe.store import Store
@@ -38,7 +39,7 @@ class FlakyScorer(Scorer):
                 else ScoreResult.ok(len(t) % 7 / 7) for t in texts]
 
 
-class FakeModel:
+class FakeModel(ModelAdapter):
     """Generates ``"<prompt id> continuation <k>"``: deterministic, no torch needed."""
 
     name = "fake"

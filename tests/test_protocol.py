@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compsafe.identity import ModelIdentity
+from compsafe.models.adapter import ModelAdapter
 from compsafe.report.load import load_tidy
 from compsafe.runner.evaluate import evaluate_task
 from compsafe.store import Store
@@ -47,7 +48,7 @@ class ToyTask(LoglikTask):
         return [MetricRow("toy", "all", "mean_logprob", mean, len(records))]
 
 
-class FakeModel:
+class FakeModel(ModelAdapter):
     """Log-likelihood -len(context), so the prompt format shows in the result."""
 
     name = "fake"

@@ -26,6 +26,7 @@ import torch
 from compsafe.errors import ModelLoadError
 from compsafe.identity import Lineage, ModelIdentity, read_compression_info
 from compsafe.models import remote_code
+from compsafe.models.adapter import ModelAdapter
 from compsafe.models.checkpoint import check_safetensors
 from compsafe.models.device import (
     configure_cpu_threads,
@@ -100,8 +101,9 @@ def not_causal_lm(error: ValueError, config, spec: str) -> ModelLoadError | None
 
 
 @dataclass
-class HFModel:
-    """A loaded causal LM with its tokenizer, ready to score requests."""
+class HFModel(ModelAdapter):
+    """A loaded causal LM with its tokenizer: the model adapter (``models/adapter.py``)
+    that serves all three request kinds."""
 
     model: torch.nn.Module
     tokenizer: object

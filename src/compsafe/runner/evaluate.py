@@ -20,35 +20,14 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from compsafe import __version__
-from compsafe.identity import ModelIdentity
+from compsafe.models.adapter import ModelAdapter
 from compsafe.runner.keys import run_key
 from compsafe.runner.provenance import invocation
 from compsafe.store import Store, claims
 from compsafe.tasks.base import LoglikTask
-from compsafe.types import (
-    DEFAULT_PROTOCOL,
-    DecodingConfig,
-    GenerationRequest,
-    LoglikRequest,
-    MetricRow,
-    PromptFormat,
-    RollingRequest,
-)
+from compsafe.types import DEFAULT_PROTOCOL, MetricRow, PromptFormat
 
 log = logging.getLogger(__name__)
-
-
-class ScoringModel:
-    """What the runner needs from a model (``compsafe.models.hf.HFModel`` provides it):
-    its ``identity`` (``compsafe.identity.ModelIdentity``, built once when it loaded) and
-    one method per request kind."""
-
-    name: str
-    identity: ModelIdentity
-    def loglikelihood(self, requests, progress: bool = False) -> list: ...
-    def rolling_loglikelihood(self, requests, progress: bool = False) -> list: ...
-    def generate(self, requests, decoding, seed: int, progress: bool = False) -> list: ...
-    def render_chat(self, text: str, system: str | None = None) -> str: ...
 
 
 @dataclass
@@ -67,7 +46,7 @@ class TaskResult:
     n_retried: int = 0  # stored failed scores tried again by this call
 
 
-def make_render(model: ScoringModel, prompt: PromptFormat) -> Callable[[str], str]:
+def make_render(model: ModelAdapter, prompt: PromptFormat) -> Callable[[str], str]:
     """Identity, the model's chat template, or a named literal one around the raw prompt."""
     if not prompt.chat:
         return lambda text: text
@@ -76,46 +55,12 @@ def make_render(model: ScoringModel, prompt: PromptFormat) -> Callable[[str], st
     return lambda text: model.render_chat(text, prompt.system)
 
 
-def request_groups(requests: Sequence) -> dict[tuple, list[int]]:
-    """Indices of ``requests`` per model call ``serve`` makes: ``(type,)`` for scoring and
-    rolling requests, ``(GenerationRequest, decoding, seed)`` for generations."""
-    groups: dict[tuple, list[int]] = {}
-    for i, r in enumerate(requests):
-        if isinstance(r, GenerationRequest):  # batch per decoding config and seed
-            key = (GenerationRequest, r.decoding or DecodingConfig(), r.seed)
-        else:
-            key = (type(r),)
-        groups.setdefault(key, []).append(i)
-    return groups
-
-
-def serve(model: ScoringModel, requests: Sequence) -> list:
-    """Responses to a mixed list of requests, each kind batched across the whole list."""
-    out: list = [None] * len(requests)
-    for key, idx in request_groups(requests).items():
-        batch = [requests[i] for i in idx]
-        if key[0] is LoglikRequest:
-            responses = model.loglikelihood(batch)
-        elif key[0] is RollingRequest:
-            responses = model.rolling_loglikelihood(batch)
-        elif key[0] is GenerationRequest:
-            responses = model.generate(batch, key[1], key[2])
-        else:
-            continue
-        for i, resp in zip(idx, responses, strict=True):
-            out[i] = resp
-    missing = [type(requests[i]).__name__ for i, r in enumerate(out) if r is None]
-    if missing:
-        raise TypeError(f"no model method serves request types {sorted(set(missing))}")
-    return out
-
-
 CLAIM_TTL_S = claims.DEFAULT_TTL_S
 WAIT_S = 0.5
 """Seconds between looks at the store while another process computes the last items."""
 
 
-def compute(task: LoglikTask, model: ScoringModel, chunk: Sequence, render,
+def compute(task: LoglikTask, model: ModelAdapter, chunk: Sequence, render,
             store: Store | None = None, share_key: str | None = None,
             reused: list[int] | None = None) -> list[dict]:
     """The records of ``chunk``'s examples: their requests served in one batch.
@@ -129,7 +74,7 @@ def compute(task: LoglikTask, model: ScoringModel, chunk: Sequence, render,
         reused.append(len(known))
     todo = [e for e in chunk if e.id not in known]
     per_example = [task.requests(e, render) for e in todo]
-    responses = serve(model, [r for reqs in per_example for r in reqs]) if todo else []
+    responses = model.serve([r for reqs in per_example for r in reqs]) if todo else []
     fresh, start = {}, 0
     for e, reqs in zip(todo, per_example, strict=True):
         fresh[e.id] = task.record(e, responses[start : start + len(reqs)])
@@ -169,13 +114,16 @@ def share_key(task: LoglikTask, fingerprint: str) -> str | None:
 
 
 def evaluate_task(
-    model: ScoringModel,
+    model: ModelAdapter,
     task: LoglikTask,
     store: Store,
     checkpoint_every: int = 128,
     progress: bool = True,
 ) -> TaskResult:
     """Compute (or resume, or reuse) ``task`` on ``model`` and store records and metrics."""
+    if not isinstance(model, ModelAdapter):
+        raise TypeError(f"{type(model).__name__} is not a model adapter: subclass "
+                        f"compsafe.models.adapter.ModelAdapter")
     identity = model.identity
     fingerprint, lineage = identity.fingerprint, identity.lineage
     key, config = task_key(task, fingerprint)

@@ -1,8 +1,8 @@
 """What one sweep cell asks of the model, counted without running it (``compsafe sweep plan``).
 
 The runner computes a task in chunks of ``checkpoint_every`` examples, in example order
-(``runner.evaluate``); within a chunk it serves each request kind in one model call
-(``request_groups``), and the model adapter batches that call with
+(``runner.evaluate``); within a chunk the adapter's ``serve`` answers each request kind in
+one call (``models.adapter.request_groups``), which ``HFModel`` batches with
 ``loglik.plan_batches``, ``rolling.window_batches`` and ``generate.generation_batches``.
 ``count_work`` walks the same path with the model's tokenizer and those same functions,
 so every forward pass the cell will run is listed with its shape: rows x padded width,
@@ -25,7 +25,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from compsafe.models.generate import DecodingConfig, GenerationRequest, generation_batches
+from compsafe.models.adapter import request_groups
+from compsafe.models.generate import generation_batches
 from compsafe.models.loglik import batch_geometry, plan_batches
 from compsafe.models.rolling import (
     CorpusResponse,
@@ -37,9 +38,16 @@ from compsafe.models.rolling import (
 )
 from compsafe.models.tokenize import encode_pair
 from compsafe.models.windows import WindowedText
-from compsafe.runner.evaluate import make_render, request_groups
+from compsafe.runner.evaluate import make_render
 from compsafe.tasks.base import LoglikTask
-from compsafe.types import LoglikRequest, LoglikResponse, RollingRequest, RollingResponse
+from compsafe.types import (
+    DecodingConfig,
+    GenerationRequest,
+    LoglikRequest,
+    LoglikResponse,
+    RollingRequest,
+    RollingResponse,
+)
 
 KINDS = ("scoring", "rolling", "generation")
 
