@@ -26,6 +26,11 @@
   (``Placement``: node, GPU ids, device) to the writer actor; ``run_ray`` logs and returns
   them.
 
+- Plugins: every task first imports the modules of the driver's ``$COMPSAFE_PLUGINS``
+  (``compsafe/plugins.py``), so a sweep of a user's own task, scorer or method runs on the
+  workers as on the driver. The modules must be importable on every node (installed, or
+  shipped with Ray's ``runtime_env``); one that is not fails its cells with one line.
+
 Ray is imported only here, and only when this executor is chosen.
 
     run_ray(config, expand(config), address="auto")
@@ -43,6 +48,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from compsafe.errors import CompsafeError
+from compsafe.plugins import ENV, load_plugins, plugin_modules
 from compsafe.store import Store
 from compsafe.sweep.config import Resources, SweepConfig
 from compsafe.sweep.expand import Cell, Group, all_cells
@@ -183,12 +189,21 @@ class RemoteSink:
         self._set(cell, "failed", error=error)
 
 
-def compress_task(config: SweepConfig, group: Group, writer) -> Built:
+def _import_plugins(modules: tuple[str, ...]) -> None:
+    """Register the driver's plugin modules in this worker (imported once per process)."""
+    if modules:
+        load_plugins({ENV: ",".join(modules)})
+
+
+def compress_task(config: SweepConfig, group: Group, writer,
+                  plugins: tuple[str, ...] = ()) -> Built:
+    _import_plugins(plugins)
     return build(_placed(writer, "compress", config, group), group, progress=False)
 
 
 def eval_task(config: SweepConfig, group: Group, cells: list[Cell], built: Built,
-              writer) -> None:
+              writer, plugins: tuple[str, ...] = ()) -> None:
+    _import_plugins(plugins)
     evaluate_group(_placed(writer, "eval", config, group), group, cells, built,
                    RemoteStore(writer), RemoteSink(writer), progress=False)
 
@@ -272,12 +287,14 @@ def run_ray(config: SweepConfig, groups: list[Group], address: str | None = None
         capacity = in_flight_limit(ray.cluster_resources(), config)
         watcher = Watcher(config.store_path, cells)
         pending: dict = {}
+        plugins = tuple(plugin_modules())
         while queue or pending:
             while queue and len(pending) < capacity:
                 group, remaining = queue.popleft()
-                built = compress.remote(config, group, writer) if group.compressed else Built(
-                    group.model.model)
-                pending[evaluate.remote(config, group, remaining, built, writer)] = remaining
+                built = (compress.remote(config, group, writer, plugins) if group.compressed
+                         else Built(group.model.model))
+                pending[evaluate.remote(config, group, remaining, built, writer,
+                                        plugins)] = remaining
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
                 remaining = pending.pop(ref)
