@@ -175,13 +175,7 @@ class WikiText2Task(_DocumentTask):
     def record(self, example: Item, responses: list[RollingResponse]) -> dict[str, Any]:
         if self.protocol == "documents":
             return super().record(example, responses)
-        (resp,) = responses
-        if getattr(resp, "protocol", None) != self.protocol:
-            raise TypeError(f"the model answered a {self.protocol} request with "
-                            f"{type(resp).__name__}; it does not serve corpus protocols")
-        return {"id": example.id, "protocol": resp.protocol, "seqlen": resp.seqlen,
-                "stride": resp.stride, "logprob": resp.logprob, "n_tokens": resp.n_tokens,
-                "window_nll": list(resp.window_nll), "window_weight": list(resp.window_weight)}
+        return window_record(example.id, responses, self.protocol)
 
     def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
         return wikitext2_defs(records, self.protocol, self.options.seed)
@@ -273,14 +267,22 @@ class DialectTask(_DocumentTask):
     def record(self, example: Item, responses: list[RollingResponse]) -> dict[str, Any]:
         if not self.windowed:
             return super().record(example, responses)
-        (resp,) = responses
-        return {"id": example.id, "corpus": example.corpus, "protocol": resp.protocol,
-                "seqlen": resp.seqlen, "stride": resp.stride, "logprob": resp.logprob,
-                "n_tokens": resp.n_tokens, "window_nll": list(resp.window_nll),
-                "window_weight": list(resp.window_weight)}
+        return window_record(example.id, responses, self.protocol, corpus=example.corpus)
 
     def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
         return dialect_defs(records, self.names, self.options.seed, self.protocol)
+
+
+def window_record(item_id: str, responses: list, protocol: str, **fields) -> dict[str, Any]:
+    """The record of one text scored by a corpus protocol (its one ``CorpusResponse``):
+    the total and, per window, the loss and weight that the metrics resample."""
+    (resp,) = responses
+    if getattr(resp, "protocol", None) != protocol:
+        raise TypeError(f"the model answered a {protocol} request with "
+                        f"{type(resp).__name__}; it does not serve corpus protocols")
+    return {"id": item_id, **fields, "protocol": resp.protocol, "seqlen": resp.seqlen,
+            "stride": resp.stride, "logprob": resp.logprob, "n_tokens": resp.n_tokens,
+            "window_nll": list(resp.window_nll), "window_weight": list(resp.window_weight)}
 
 
 def _ids(recs: list[dict]):
