@@ -22,6 +22,7 @@ from compsafe import __version__
 from compsafe.errors import CompsafeError, UnknownNameError
 from compsafe.report import sections
 from compsafe.report.caveats import run_caveats
+from compsafe.report.cells import Context
 from compsafe.report.figures import setting_order
 from compsafe.report.html import el, join, page
 from compsafe.report.load import load_runs, load_tidy, resolve_store, run_scorer
@@ -85,7 +86,7 @@ def build_report(store, out_dir, options: ReportOptions = ReportOptions(),
     log.info("drawing figures")
     figs = make_figures(rows, diffs, out, o.baseline, o.fdr, o.figure_limit)
     log.info("%d figures drawn, %d skipped", len(figs.figures), len(figs.skipped))
-    ctx = sections.Context(
+    ctx = Context(
         rows=rows, diffs=diffs, divergences=divergences, figures=figs,
         examples=toxic_examples(store_path, runs, o.examples, o.baseline),
         exports=[Path(p).relative_to(out) if Path(p).is_relative_to(out) else Path(p)
@@ -106,7 +107,7 @@ def build_report(store, out_dir, options: ReportOptions = ReportOptions(),
     return index
 
 
-def render(ctx: sections.Context) -> str:
+def render(ctx: Context) -> str:
     dims = [d for d in DIMENSIONS if any(r["dimension"] == d for r in ctx.rows)]
     models = sorted({r["base_model"] for r in ctx.rows})
     header = join([el("h1", "Did compression make these models less safe?"),
