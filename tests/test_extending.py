@@ -210,7 +210,8 @@ def _toy_diff(store):
 @pytest.mark.parametrize(("declared", "worse"), [
     ({"toy_rate": ("higher", TOY_LABEL)}, True),
     ({"toy_rate": ("lower", TOY_LABEL)}, False),  # the same change, declared as improvement
-    ({}, None),  # undeclared and not in the built-in table: no direction, never flagged
+    ({r"^toy_(\w+)$": ("higher", lambda m: f"Toy {m.group(1)}")}, True),  # as a pattern
+    ({}, None),  # undeclared: no direction, never flagged
 ])
 def test_report_harm_direction_is_the_declared_one(toy_store, declared, worse):
     with registered(declared):

@@ -18,9 +18,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from compsafe.metrics.decl import MetricDecl
 from compsafe.metrics.defs import MetricDef, rows_of, safe_div, stratum
 from compsafe.metrics.stats import Columns, stable_seed
 from compsafe.types import MetricRow
+
+METRICS = {
+    "acc": MetricDecl("lower", "Accuracy"),
+    "acc_macro": MetricDecl("lower", "Accuracy (macro over subjects)"),
+}
+"""``accuracy_defs``' metrics under their default name (``metrics/decl.py``); a task that
+names them otherwise (TruthfulQA's mc1, mc2) declares its own."""
 
 
 def mc2_score(logprobs, labels) -> float:

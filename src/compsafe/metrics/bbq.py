@@ -29,9 +29,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from compsafe.metrics.decl import MetricDecl
 from compsafe.metrics.defs import MetricDef, rows_of, safe_div, stratum
 from compsafe.metrics.stats import Columns, stable_seed
 from compsafe.types import MetricRow
+
+METRICS = {  # both signs of s_DIS and s_AMB are bias
+    "acc_ambig": MetricDecl("lower", "BBQ accuracy (ambiguous)"),
+    "acc_disambig": MetricDecl("lower", "BBQ accuracy (disambiguated)"),
+    "s_dis": MetricDecl("away_from_zero", "BBQ bias (disambiguated), s_DIS"),
+    "s_amb": MetricDecl("away_from_zero", "BBQ bias (ambiguous), s_AMB"),
+}
+"""What each metric is and which change is harm (``metrics/decl.py``)."""
 
 
 def biased_answer(target: np.ndarray, unknown: np.ndarray, neg: np.ndarray) -> np.ndarray:

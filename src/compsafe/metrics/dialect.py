@@ -21,10 +21,12 @@ are resampled as pairs, and also give the paired log-likelihood difference
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
 
+from compsafe.metrics.decl import MetricDecl
 from compsafe.metrics.defs import MetricDef, rows_of, safe_div, stratum
 from compsafe.metrics.perplexity import UNITS, weighted_ppl, window_ppl, window_ppl_batch
 from compsafe.metrics.stats import (  # noqa: F401  (re-exported: it used to live here)
@@ -33,6 +35,21 @@ from compsafe.metrics.stats import (  # noqa: F401  (re-exported: it used to liv
     two_sample_bootstrap_ci,
 )
 from compsafe.types import MetricRow
+
+
+def _unit(m: re.Match) -> str:
+    return f"{m.group(1).capitalize()} perplexity" if m.group(1) else "Perplexity"
+
+
+METRICS = {  # the gaps' names come from ``_names``; > 1 (ratio), > 0 (gap): a is harder
+    r"^(?:(word|byte)_)?ppl_ratio_(\w+)_over_(\w+)$": MetricDecl(
+        "higher", lambda m: f"{_unit(m)} ratio {m.group(2)}/{m.group(3)}"),
+    r"^(?:(word|byte)_)?ppl_gap$": MetricDecl("higher", lambda m: f"{_unit(m)} gap"),
+    "pair_logprob_diff": MetricDecl("lower", "AAVE - SAE log-likelihood per pair (nats)"),
+    "pair_logprob_diff_per_token": MetricDecl("lower",
+                                              "AAVE - SAE log-likelihood per token (nats)"),
+}
+"""What each gap is and which change is harm (``metrics/decl.py``)."""
 
 
 def _ratio(pa, pb):

@@ -25,11 +25,20 @@ import re
 
 import numpy as np
 
+from compsafe.metrics.decl import MetricDecl
 from compsafe.metrics.defs import Def, MetricDef, rows_of, safe_div, stratum
 from compsafe.metrics.stats import Columns, stable_seed
 from compsafe.types import MetricRow
 
 UNITS = {"token_ppl": "n_tokens", "word_ppl": "n_words", "byte_ppl": "n_bytes"}
+METRICS = {
+    "token_ppl": MetricDecl("higher", "Token perplexity"),
+    "word_ppl": MetricDecl("higher", "Word perplexity"),
+    "byte_ppl": MetricDecl("higher", "Byte perplexity"),
+    "bits_per_byte": MetricDecl("higher", "Bits per byte"),
+}
+"""Absolute perplexities, harm in language modelling (``metrics/decl.py``; the dialect task
+declares them as context: ``tasks/builtin.py``)."""
 
 
 def count_words(text: str) -> int:

@@ -27,12 +27,15 @@ from typing import Any
 
 import numpy as np
 
+from compsafe.metrics.decl import MetricDecl
 from compsafe.metrics.defs import Def, rows_of, safe_div, stratum
 from compsafe.metrics.degeneration import group_index, metric_def
 from compsafe.metrics.stats import Columns
 from compsafe.types import MetricRow
 
 WEIGHTINGS = ("token", "prompt")
+METRICS = {"prompt_perplexity": MetricDecl(None, "Prompt perplexity")}
+"""A diagnostic of the prompts, not a harm (``metrics/decl.py``)."""
 
 
 def perplexity(nll: np.ndarray, n_tokens: np.ndarray, weighting: str = "token") -> float | None:

@@ -30,10 +30,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from compsafe.metrics.decl import MetricDecl
 from compsafe.metrics.defs import MetricDef, safe_div, stratum
 from compsafe.metrics.stats import Columns, stable_seed
 
-METRICS = ("lms", "ss", "icat")
+METRICS = {  # in the order the definitions come
+    # SS is 50 for an unbiased model; LMS and ICAT are 100 for an ideal one (meaningful
+    # options always preferred, and ICAT also unbiased), so less of them is harm.
+    "lms": MetricDecl("lower", "StereoSet language modeling score, LMS (%)"),
+    "ss": MetricDecl("away_from_50", "StereoSet stereotype score, SS (%)"),
+    "icat": MetricDecl("lower", "StereoSet idealized CAT score, ICAT"),
+}
+"""What each metric is and which change is harm (``metrics/decl.py``)."""
 
 
 def item_counts(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

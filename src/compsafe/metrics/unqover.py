@@ -52,9 +52,21 @@ from typing import Any
 
 import numpy as np
 
+from compsafe.metrics.decl import MetricDecl
 from compsafe.metrics.defs import Def, MetricDef, Stratum, rows_of, stratum
 from compsafe.metrics.stats import stable_seed
 from compsafe.types import MetricRow
+
+METRICS = {
+    "mu": MetricDecl("higher", "UnQover model bias intensity, mu"),
+    "model_eta": MetricDecl("higher", "UnQover count-based model bias, eta"),
+    "mean_abs_gamma": MetricDecl("higher", "UnQover mean |gamma| over subjects"),
+    r"^gamma(\[.+\])?$": MetricDecl(  # gamma[<subject>]: either sign is bias
+        "away_from_zero", lambda m: f"UnQover subject bias gamma{m.group(1) or ''}"),
+    r"^eta(\[.+\])?$": MetricDecl(
+        "away_from_zero", lambda m: f"UnQover count-based subject bias eta{m.group(1) or ''}"),
+}
+"""What each metric is and which change is harm (``metrics/decl.py``)."""
 
 SCORE_RULES = ("logprob", "prob", "pair")
 

@@ -9,122 +9,54 @@ answer is anti-stereotyped), ``"away_from_<c>"`` for a preference rate whose unb
 is ``c`` (StereoSet's SS, 50; CrowS-Pairs' pct_stereotype, 0.5), or None for counts and
 diagnostics with no safety direction.
 
+Nothing here lists metrics: each task declares its own when it is registered
+(``tasks/registry.py``, ``metrics/decl.py``; compsafe's own in ``tasks/builtin.py``), and
+this module only reads those declarations and does the arithmetic of directions.
+
     metric_info("bbq", "s_dis")  # MetricInfo("representational", "away_from_zero", ...)
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from compsafe.metrics.degeneration import KINDS
 from compsafe.tasks.registry import DIMENSIONS, TASK_DIMENSION, declared_metric
 
-__all__ = ["ABSOLUTE_PPL", "AGGREGATE_SUBSETS", "DIMENSIONS", "MEASURES", "SAFETY_DIMENSIONS",
-           "SCORED", "TASK_DIMENSION", "MetricInfo", "badness", "harm", "metric_info",
-           "scored_label", "unbiased_centre", "whole_task"]
-
-# The built-in table, metric -> (worse_when, label), for the metrics of compsafe's own tasks
-# (a task registered with ``metrics=`` declares its own, which come first); the first match
-# wins, so specific names come first.
-_EXACT: dict[str, tuple[str | None, str]] = {
-    "acc_ambig": ("lower", "BBQ accuracy (ambiguous)"),
-    "acc_disambig": ("lower", "BBQ accuracy (disambiguated)"),
-    "s_dis": ("away_from_zero", "BBQ bias (disambiguated), s_DIS"),
-    "s_amb": ("away_from_zero", "BBQ bias (ambiguous), s_AMB"),
-    "mu": ("higher", "UnQover model bias intensity, mu"),
-    "model_eta": ("higher", "UnQover count-based model bias, eta"),
-    "mean_abs_gamma": ("higher", "UnQover mean |gamma| over subjects"),
-    "mean_score": ("higher", "Mean toxicity score"),
-    "frac_toxic": ("higher", "Fraction of toxic generations (score >= 0.5)"),
-    "expected_max_toxicity": ("higher", "Expected maximum toxicity"),
-    "toxicity_probability": ("higher", "Toxicity probability (>= 0.5 at least once)"),
-    "negative_regard_rate": ("higher", "Negative regard rate"),
-    # Less positive regard is harm too (Sheng et al. 2019 compare all three polarities);
-    # neutral regard is where the other two go, context rather than harm.
-    "positive_regard_rate": ("lower", "Positive regard rate"),
-    "neutral_regard_rate": (None, "Neutral regard rate"),
-    "mean_vader_compound": ("lower", "Mean sentiment (VADER compound)"),
-    "prompt_perplexity": (None, "Prompt perplexity"),
-    "token_ppl": ("higher", "Token perplexity"),
-    "word_ppl": ("higher", "Word perplexity"),
-    "byte_ppl": ("higher", "Byte perplexity"),
-    "bits_per_byte": ("higher", "Bits per byte"),
-    "pair_logprob_diff": ("lower", "AAVE - SAE log-likelihood per pair (nats)"),
-    "pair_logprob_diff_per_token": ("lower", "AAVE - SAE log-likelihood per token (nats)"),
-    "acc": ("lower", "Accuracy"),
-    "acc_macro": ("lower", "Accuracy (macro over subjects)"),
-    "mc1": ("lower", "TruthfulQA MC1"),
-    "mc2": ("lower", "TruthfulQA MC2"),
-    # StereoSet (Nadeem et al. 2021): SS is 50 for an unbiased model; LMS and ICAT are 100
-    # for an ideal one (meaningful options always preferred, and ICAT also unbiased).
-    "ss": ("away_from_50", "StereoSet stereotype score, SS (%)"),
-    "lms": ("lower", "StereoSet language modeling score, LMS (%)"),
-    "icat": ("lower", "StereoSet idealized CAT score, ICAT"),
-    # CrowS-Pairs: a pair's sentences differ only in the group mentioned, so an unbiased model
-    # prefers sent_more on half of them (away_from_0.5). likelihood_diff, mean |ll_more -
-    # ll_less|, is how far the group term alone moves a sentence's likelihood: harm when it
-    # grows (lm-eval: higher_is_better false), though it is blind to direction and carries
-    # plain word-frequency differences, so read it with the signed mean, whose sign is the lean.
-    "pct_stereotype": ("away_from_0.5", "CrowS-Pairs fraction preferring the stereotype"),
-    "likelihood_diff": ("higher", "CrowS-Pairs mean |log-likelihood difference| (nats)"),
-    "likelihood_diff_signed": ("away_from_zero",
-                               "CrowS-Pairs mean log-likelihood difference, more - less (nats)"),
-}
-
-
-def _unit(m: re.Match) -> str:
-    return f"{m.group(1).capitalize()} perplexity" if m.group(1) else "Perplexity"
-
-
-_PATTERNS: tuple[tuple[str, str | None, Callable[[re.Match], str]], ...] = (
-    (r"^(?:(word|byte)_)?ppl_ratio_(\w+)_over_(\w+)$", "higher",
-     lambda m: f"{_unit(m)} ratio {m.group(2)}/{m.group(3)}"),
-    (r"^(?:(word|byte)_)?ppl_gap$", "higher", lambda m: f"{_unit(m)} gap"),
-    (r"^gamma(\[.+\])?$", "away_from_zero",
-     lambda m: f"UnQover subject bias gamma{m.group(1) or ''}"),
-    (r"^eta(\[.+\])?$", "away_from_zero",
-     lambda m: f"UnQover count-based subject bias eta{m.group(1) or ''}"),
-)
+__all__ = ["AGGREGATE_SUBSETS", "DIMENSIONS", "MEASURES", "SAFETY_DIMENSIONS", "SCORED",
+           "TASK_DIMENSION", "MetricInfo", "badness", "harm", "metric_info", "scored_label",
+           "unbiased_centre", "whole_task"]
 
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """A metric's dimension, harmful direction (None: no safety direction) and label."""
+    """A metric's dimension, harmful direction (None: no safety direction) and label;
+    ``context``: without a direction, yet shown beside the harm metrics (a dialect corpus's
+    own perplexity)."""
 
     dimension: str
     worse_when: str | None
     label: str
+    context: bool = False
 
 
 def metric_info(task: str, metric: str) -> MetricInfo:
     """The ``MetricInfo`` of ``metric`` as computed by ``task``.
 
-    The dimension is the one ``task`` was registered with (unknown tasks: "downstream");
-    the direction and label are the task's own declaration of ``metric`` if it made one,
-    else the built-in table's. Metrics in neither (counts such as ``n_failed``,
-    ``target_coverage``, ``units_per_cell``) get no direction and their own name as label.
+    The dimension is the one ``task`` was registered with; direction and label are the
+    task's declaration of ``metric`` (its exact name, else the first pattern it matches).
+    A metric the task does not declare (counts such as ``n_failed``, ``target_coverage``,
+    ``units_per_cell``) has no direction and its own name as label. A task not registered
+    here (a plugin not loaded) is "downstream" and declares nothing: its stored numbers
+    show, but nothing about them is called harm (pairing its runs asks for the plugin).
     """
     dimension = TASK_DIMENSION.get(task, "downstream")
     declared = declared_metric(task, metric)
-    if declared is not None:
-        return MetricInfo(dimension, *declared)
-    if dimension == "dialect" and metric in ABSOLUTE_PPL:
-        # Dialect bias is the gap between dialects; a corpus's own perplexity is context.
-        return MetricInfo(dimension, None, _EXACT[metric][1] + " (context, not the bias)")
-    if metric in _EXACT:
-        worse, label = _EXACT[metric]
-        return MetricInfo(dimension, worse, label)
-    for pattern, worse, label in _PATTERNS:
-        m = re.match(pattern, metric)
-        if m:
-            return MetricInfo(dimension, worse, label(m))
-    return MetricInfo(dimension, None, metric)
+    if declared is None:
+        return MetricInfo(dimension, None, metric)
+    return MetricInfo(dimension, declared.worse_when, declared.label, declared.context)
 
 
-ABSOLUTE_PPL = frozenset({"token_ppl", "word_ppl", "byte_ppl", "bits_per_byte"})
-"""Absolute perplexities: harm in language modelling, context (no direction) in dialect."""
 AGGREGATE_SUBSETS = ("all", "mean_over_categories")
 """Subsets that stand for a whole task: pooled over its subsets, or BBQ's category mean."""
 SAFETY_DIMENSIONS = ("degeneration", "representational", "dialect")

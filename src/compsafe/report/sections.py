@@ -25,7 +25,6 @@ from compsafe.report.cells import (
 from compsafe.report.figures import Figure, setting_order
 from compsafe.report.html import Markup, el, join, table
 from compsafe.report.metric_info import (
-    ABSOLUTE_PPL,
     AGGREGATE_SUBSETS,
     SAFETY_DIMENSIONS,
     metric_info,
@@ -45,10 +44,10 @@ INTROS = {
 }
 def value_rows(ctx: Context, dim: str) -> list[dict]:
     """Whole-task rows of ``dim`` (group "all"; a pooled task's aggregates only) with a
-    harmful direction, plus a dialect corpus's absolute perplexity as context."""
-    return whole_task([r for r in ctx.rows if r["dimension"] == dim and r["group"] == "all"
-                       and (metric_info(r["task"], r["metric"]).worse_when
-                            or (dim == "dialect" and r["metric"] in ABSOLUTE_PPL))])
+    harmful direction, or that their task declares as context (a corpus's perplexity)."""
+    infos = [(r, metric_info(r["task"], r["metric"])) for r in ctx.rows
+             if r["dimension"] == dim and r["group"] == "all"]
+    return whole_task([r for r, info in infos if info.worse_when or info.context])
 
 
 def values_table(ctx: Context, dim: str) -> Markup:

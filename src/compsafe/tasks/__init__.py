@@ -17,6 +17,7 @@ from compsafe.tasks.registry import (
     TASK_DIMENSION,
     TASKS,
     GenerationRebuild,
+    MetricDecl,
     TaskInfo,
     get_task,
     register_task,
@@ -25,4 +26,4 @@ from compsafe.tasks.registry import (
 )
 
 __all__ = ["DIMENSIONS", "GENERATION_TASKS", "TASKS", "TASK_DIMENSION", "GenerationRebuild",
-           "TaskInfo", "get_task", "register_task", "task_info", "unregister_task"]
+           "MetricDecl", "TaskInfo", "get_task", "register_task", "task_info", "unregister_task"]

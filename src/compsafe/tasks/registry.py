@@ -3,8 +3,9 @@
 A task is registered once, with its safety dimension (``DIMENSIONS``), how its stored
 records rebuild into metric definitions without the model (``rebuild(records, cfg)``, ``cfg``
 being the stored ``task.config()``; reports pair runs on these), whether it generates text,
-and the harm direction and label of each metric it introduces. The CLI's task list, the
-report's builders, dimensions and harm directions are all read from here.
+and the harm direction and label of each metric it computes (``metrics/decl.py``: exact
+names or patterns). The CLI's task list, the report's builders, dimensions, harm directions
+and labels are all read from here; nothing else lists them.
 
     register_task("toy", "my_tasks:ToyTask", dimension="representational",
                   rebuild="my_tasks:rebuild", metrics={"toy_rate": ("higher", "Toy rate")})
@@ -16,13 +17,13 @@ Built-in tasks are registered the same way, in ``tasks/builtin.py``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from compsafe.errors import CompsafeError, UnknownNameError
+from compsafe.metrics import degeneration, prompt_perplexity
+from compsafe.metrics.decl import MetricDecl, MetricTable, declare
 from compsafe.registry import Entry, Registry, RegistryError, check_target, resolve
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
 DIMENSIONS = ("degeneration", "representational", "dialect", "language_modeling", "downstream")
 """The reference study's four dimensions (Xu et al. 2024, section 3), ability split into
 language modelling and downstream tasks (``report/metric_info.py``)."""
-
-DIRECTION = re.compile(r"^(higher|lower|away_from_zero|away_from_-?\d+(\.\d+)?)$")
-"""``worse_when`` values: which change of a metric is harm (``report.metric_info.harm``);
-None declares a metric with no safety direction (a count, a diagnostic)."""
 
 Rebuild = Callable[[list, dict], list]
 """``rebuild(records, cfg) -> [Def, ...]``: the task's metric definitions from its stored
@@ -48,8 +45,8 @@ class TaskInfo:
     dimension: str
     rebuild: Rebuild | str  # the function, or a lazy "module:attr" path to it
     generation: bool = False  # generates text (takes --samples, --scorer, ...)
-    metrics: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
-    """metric -> (worse_when, label) for the metrics this task introduces."""
+    metrics: MetricTable = field(default_factory=lambda: MetricTable({}))
+    """The task's declared metrics (exact names and patterns), checked and compiled."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +65,12 @@ class GenerationRebuild:
                                cfg["seed"])
 
 
+GENERATION_METRICS = {**degeneration.METRICS, **prompt_perplexity.METRICS}
+"""What ``GenerationRebuild``'s definitions are: every generation task declares these, plus
+whatever it declares itself (which takes precedence)."""
+_GENERATION_TABLE = declare(GENERATION_METRICS, "generation tasks")
+
+
 TASKS: Registry[TaskInfo] = Registry("task")
 """Task name -> ``Entry`` (class or "module:Class", ``TaskInfo``); a read-only mapping."""
 TASK_DIMENSION = TASKS.view("dimension")
@@ -76,13 +79,16 @@ GENERATION_TASKS = TASKS.select(lambda info: info.generation)
 
 def register_task(name: str, task: type[LoglikTask] | str, *, dimension: str,
                   rebuild: Rebuild | str | None = None, generation: bool = False,
-                  metrics: Mapping[str, tuple[str | None, str]] | None = None
+                  metrics: Mapping[str, MetricDecl | tuple[str | None, str]] | None = None
                   ) -> Entry[TaskInfo]:
     """Register task ``name``: its ``LoglikTask`` subclass (or a "module:Class" path, which
     keeps ``--help`` from importing it), its dimension, its ``rebuild`` function (a
-    generation task may omit it: ``GenerationRebuild``), and ``metrics``, name ->
-    (worse_when, label) for metrics the built-in table (``report/metric_info.py``) does not
-    know. A name already registered is an error; ``unregister_task`` undoes this.
+    generation task may omit it: ``GenerationRebuild``), and ``metrics``: metric name, or a
+    pattern starting with "^", -> ``MetricDecl(worse_when, label)`` or ``(worse_when,
+    label)`` (``metrics/decl.py``). Reports know a metric's direction and label only from
+    here; an undeclared metric has none (counts, bookkeeping). A generation task declares
+    ``GENERATION_METRICS`` besides its own. A name already registered is an error;
+    ``unregister_task`` undoes this.
     """
     where = f"task {name!r}"
     if dimension not in DIMENSIONS:
@@ -97,16 +103,10 @@ def register_task(name: str, task: type[LoglikTask] | str, *, dimension: str,
         check_target(rebuild, f"{where} rebuild")
         if not isinstance(rebuild, str):
             raise RegistryError(f"{where}: rebuild must be a function or a 'module:attr' path")
-    declared = {}
-    for metric, decl in (metrics or {}).items():
-        if not (isinstance(decl, tuple) and len(decl) == 2 and isinstance(decl[1], str)):
-            raise RegistryError(f"{where}: metric {metric!r}: declare (worse_when, label), "
-                                f"got {decl!r}")
-        if decl[0] is not None and not DIRECTION.match(str(decl[0])):
-            raise RegistryError(f"{where}: metric {metric!r}: worse_when {decl[0]!r} is not "
-                                f"higher, lower, away_from_zero, away_from_<number> or None")
-        declared[metric] = decl
-    info = TaskInfo(dimension, rebuild, bool(generation), MappingProxyType(declared))
+    declared = declare(metrics, where)
+    if generation:
+        declared = _GENERATION_TABLE.merged(declared)
+    info = TaskInfo(dimension, rebuild, bool(generation), declared)
     return TASKS.add(name, task, info)
 
 
@@ -128,11 +128,11 @@ def task_info(name: str) -> TaskInfo:
     return TASKS.entry(name).meta
 
 
-def declared_metric(task: str, metric: str) -> tuple[str | None, str] | None:
-    """(worse_when, label) as task ``task`` declared ``metric``; None if it did not, or if
-    no such task is registered."""
+def declared_metric(task: str, metric: str) -> MetricDecl | None:
+    """``metric`` as task ``task`` declared it (an exact name first, then its patterns in
+    order), its label as text; None if it did not, or if no such task is registered."""
     entry = TASKS.get(task)
-    return None if entry is None else entry.meta.metrics.get(metric)
+    return None if entry is None else entry.meta.metrics.lookup(metric)
 
 
 def rebuild_defs(run: dict[str, Any], records: list[dict[str, Any]]) -> list:
