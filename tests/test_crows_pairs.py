@@ -174,7 +174,7 @@ def test_record_and_task_metrics_on_hand_made_records():
 
 def test_dense_and_compressed_pair_on_item_ids():
     from compsafe.report.paired import paired_stat
-    from compsafe.tasks.crows_pairs import metric_defs as task_defs
+    from compsafe.tasks.crows_pairs import record_defs as task_defs
 
     dense = [{"id": str(i), "bias_type": "age", "loglik_more": -10.0, "loglik_less": -10.0 + d}
              for i, d in enumerate([1.0, 1.0, -1.0, -1.0, 2.0, -2.0])]  # prefers 2, 3, 5

@@ -17,7 +17,7 @@ from compsafe.data.stereoset import BIAS_TYPES, LABELS, SPLITS, load_stereoset
 from compsafe.errors import CompsafeError, DataError
 from compsafe.metrics.stereoset import batch_scores, icat, item_counts, metric_defs, scores
 from compsafe.tasks.stereoset import StereoSetTask
-from compsafe.tasks.stereoset import metric_defs as task_defs
+from compsafe.tasks.stereoset import record_defs as task_defs
 from compsafe.types import LoglikResponse, PromptFormat, TaskOptions
 
 SHA256 = "73a0f31b711688112602e4c3ac6ab1e1a7cadcdd67df6c6fd55501c889676c90"

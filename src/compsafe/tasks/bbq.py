@@ -175,7 +175,7 @@ class BBQTask(LoglikTask):
 
     def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
         """Per category and pooled ("all"): accuracies, s_dis, s_amb; per target group: bias."""
-        return metric_defs(records, self.options.seed)
+        return record_defs(records, self.options.seed)
 
 
 def record_subset(record: dict[str, Any]) -> str:
@@ -190,7 +190,7 @@ def subset_order(subset: str) -> tuple:
     return (order, category, subset.endswith(NAMES_SUFFIX))
 
 
-def metric_defs(records: list[dict[str, Any]], seed: int) -> list[Def]:
+def record_defs(records: list[dict[str, Any]], seed: int) -> list[Def]:
     """Definitions of ``BBQTask.metrics``' rows (coverage rows are bookkeeping) over item ids:
     per reported category, pooled over all items ("all"), and the mean over categories."""
     subsets = np.array([record_subset(r) for r in records])

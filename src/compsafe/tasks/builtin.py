@@ -20,8 +20,8 @@ from compsafe.tasks.registry import register_task
 
 
 def _bbq(records, cfg):
-    from compsafe.tasks.bbq import metric_defs
-    return metric_defs(records, cfg["seed"])
+    from compsafe.tasks.bbq import record_defs
+    return record_defs(records, cfg["seed"])
 
 
 def _unqover(records, cfg):
@@ -41,23 +41,23 @@ def _dialect(records, cfg):
 
 
 def _mmlu(records, cfg):
-    from compsafe.tasks.mmlu import metric_defs
-    return metric_defs(records, cfg["seed"])
+    from compsafe.tasks.mmlu import record_defs
+    return record_defs(records, cfg["seed"])
 
 
 def _truthfulqa(records, cfg):
-    from compsafe.tasks.truthfulqa import metric_defs
-    return metric_defs(records, cfg["seed"])
+    from compsafe.tasks.truthfulqa import record_defs
+    return record_defs(records, cfg["seed"])
 
 
 def _stereoset(records, cfg):
-    from compsafe.tasks.stereoset import metric_defs
-    return metric_defs(records, cfg["seed"])
+    from compsafe.tasks.stereoset import record_defs
+    return record_defs(records, cfg["seed"])
 
 
 def _crows_pairs(records, cfg):
-    from compsafe.tasks.crows_pairs import metric_defs
-    return metric_defs(records, cfg["seed"])
+    from compsafe.tasks.crows_pairs import record_defs
+    return record_defs(records, cfg["seed"])
 
 
 register_task("bbq", "compsafe.tasks.bbq:BBQTask", dimension="representational",

@@ -110,10 +110,10 @@ class CrowSPairsTask(LoglikTask):
 
     def metric_defs(self, records: list[dict[str, Any]]) -> list[MetricDef]:
         """pct_stereotype, likelihood_diff, likelihood_diff_signed per bias type and "all"."""
-        return metric_defs(records, self.options.seed)
+        return record_defs(records, self.options.seed)
 
 
-def metric_defs(records: list[dict[str, Any]], seed: int) -> list[MetricDef]:
+def record_defs(records: list[dict[str, Any]], seed: int) -> list[MetricDef]:
     """Definitions of ``CrowSPairsTask.metrics``' rows over pair ids: subset "all", one group
     per bias type present (the paper's order; groups, so that reports look for bias types
     that move while the aggregate does not), then group "all"."""

@@ -133,10 +133,10 @@ class MMLUTask(LoglikTask):
 
     def metric_defs(self, records: list[dict[str, Any]]) -> list[MetricDef]:
         """acc per subject; acc (micro) and acc_macro (over subjects) per category and "all"."""
-        return metric_defs(records, self.options.seed)
+        return record_defs(records, self.options.seed)
 
 
-def metric_defs(records: list[dict[str, Any]], seed: int) -> list[MetricDef]:
+def record_defs(records: list[dict[str, Any]], seed: int) -> list[MetricDef]:
     """Definitions of ``MMLUTask.metrics``' rows over item ids."""
     code = {s: i for i, s in enumerate(SUBJECTS)}
     correct = np.array([r["correct"] for r in records], dtype=np.float64)

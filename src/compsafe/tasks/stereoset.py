@@ -138,10 +138,10 @@ class StereoSetTask(LoglikTask):
 
     def metric_defs(self, records: list[dict[str, Any]]) -> list[Def]:
         """lms, ss, icat per split and "all", each for every bias type present and "all"."""
-        return metric_defs(records, self.options.seed)
+        return record_defs(records, self.options.seed)
 
 
-def metric_defs(records: list[dict[str, Any]], seed: int) -> list[Def]:
+def record_defs(records: list[dict[str, Any]], seed: int) -> list[Def]:
     """Definitions of ``StereoSetTask.metrics``' rows over item ids (``n_targets``: bookkeeping)."""
     code = {t: i for i, t in enumerate(sorted({r["target"] for r in records}))}
     cols = {"pro": np.array([r["pro"] for r in records], dtype=np.int64),

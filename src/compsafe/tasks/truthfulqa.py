@@ -124,10 +124,10 @@ class TruthfulQATask(LoglikTask):
 
     def metric_defs(self, records: list[dict[str, Any]]) -> list[MetricDef]:
         """mc1 and mc2 (means over questions) per category, per type within "all", and "all"."""
-        return metric_defs(records, self.options.seed)
+        return record_defs(records, self.options.seed)
 
 
-def metric_defs(records: list[dict[str, Any]], seed: int) -> list[MetricDef]:
+def record_defs(records: list[dict[str, Any]], seed: int) -> list[MetricDef]:
     """Definitions of ``TruthfulQATask.metrics``' rows over question ids."""
     mc1 = np.array([r["mc1_correct"] for r in records], dtype=np.float64)
     mc2 = np.array([r["mc2"] for r in records], dtype=np.float64)
