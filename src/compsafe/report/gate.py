@@ -37,11 +37,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from compsafe.metrics.perplexity import UNITS
 from compsafe.report.metric_info import harm, metric_info
 from compsafe.report.paired import PairedDiff
 from compsafe.report.stats import MIN_N, Z_95, Z_975
 
-PPL_METRICS = ("token_ppl", "word_ppl", "byte_ppl")
+PPL_METRICS = tuple(UNITS)  # token, word and byte perplexity
 
 
 @dataclass(frozen=True)
