@@ -429,7 +429,7 @@ def test_auto_forward_dtype_follows_the_hardware():
     cpu = torch.device("cpu")
     assert resolve_forward_dtype("float16", cpu) == "float16"
     assert resolve_forward_dtype("auto", cpu) == ("bfloat16" if fast_bf16(cpu) else "float32")
-    with pytest.raises(CompsafeError, match="--forward-dtype"):
+    with pytest.raises(CompsafeError, match="forward_dtype: must be one of auto"):
         CompressionSpec(method="wanda", sparsity=0.5, forward_dtype="int8")
 
 
@@ -505,12 +505,14 @@ def test_c4_shard_documents(embedded_tokenizer, calib_file, tmp_path):
     (["--method", "wanda", "--structure", "2-4"], "--structure"),
     (["--method", "gptq", "--bits", "9"], "--bits"),
     (["--method", "rtn", "--bits", "1"], "--bits"),
-    (["--method", "prune-it", "--sparsity", "0.5"], "known: awq"),
+    (["--method", "prune-it", "--sparsity", "0.5"], "--method: unknown compression method"),
     (["--method", "wanda", "--sparsity", "0.5", "--structure", "2:4"], "not both"),
-    (["--method", "wanda"], "--sparsity"),
-    (["--method", "wanda", "--sparsity", "0.5", "--nsamples", "0"], "nsamples"),
+    (["--method", "wanda"], "--sparsity: wanda needs a sparsity"),
+    (["--method", "wanda", "--sparsity", "0.5", "--nsamples", "0"], "--nsamples: must be a "),
+    (["--method", "wanda", "--sparsity", "0.5", "--symmetric"], "--symmetric: does not apply"),
     (["--method", "wanda", "--sparsity", "0.5", "--batch-size", "0"], "--batch-size"),
-    (["--method", "llm_int8", "--bits", "8"], "drop --bits"),
+    (["--method", "llm_int8", "--bits", "8"], "--bits: does not apply to method 'llm_int8'"),
+    (["--method", "nf4", "--group-size", "64"], "--group-size: does not apply"),
 ])
 def test_cli_bad_values_one_line_exit_2(args, needle, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(HFModel, "load", classmethod(lambda *a, **k: pytest.fail("loaded")))

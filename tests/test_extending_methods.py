@@ -12,7 +12,7 @@ import toy_method
 from sweep_helpers import run_cli
 
 from compsafe.compress.spec import METHODS, PRUNING_METHODS, CompressionSpec
-from compsafe.errors import CompsafeError
+from compsafe.errors import CompsafeError, OptionError
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_registered_method_is_listed_and_accepted(toyprune, capsys):
     assert toyprune in PRUNING_METHODS
     spec = CompressionSpec.from_label("toyprune-30")
     assert (spec.method, spec.target_sparsity, spec.label()) == ("toyprune", 0.3, "toyprune-30")
-    with pytest.raises(CompsafeError, match="--sparsity must be strictly between 0 and 1"):
+    with pytest.raises(OptionError, match="sparsity: toyprune needs a sparsity"):
         CompressionSpec(method="toyprune")  # a pruning method is validated as one
     from pathlib import Path
 
@@ -46,6 +46,27 @@ def test_registered_method_is_listed_and_accepted(toyprune, capsys):
                           Path("s.yaml"))
     assert [s.label() for s in config.specs] == [
         "dense", "toyprune-30", "toyprune-60", "toyprune-2:4"]
+
+
+def test_a_methods_own_validation_speaks_for_the_cli_and_the_sweep(toyprune, tmp_path):
+    """``validate`` declared at registration refuses what the method cannot do, in the spec,
+    so ``compsafe compress`` and a sweep config report it alike, each under its own name."""
+    from pathlib import Path
+
+    from compsafe.sweep.config import ConfigError, parse_config
+
+    message = "toyprune prunes at most 0.9, got 0.95"
+    with pytest.raises(OptionError, match=f"^sparsity: {message}$"):
+        CompressionSpec(method="toyprune", sparsity=0.95)
+    rc, _, err = run_cli(["-q", "compress", "--model", str(tmp_path / "never-loaded"),
+                          "--method", "toyprune", "--sparsity", "0.95",
+                          "--out", str(tmp_path / "out")])
+    assert rc == 2 and err.strip() == f"compsafe: error: --sparsity: {message}"
+    with pytest.raises(ConfigError) as e:
+        parse_config({"models": ["default"], "tasks": ["bbq"], "compression": [
+            {"method": "toyprune", "sparsity": [0.5, 0.95]}]}, Path("s.yaml"))
+    assert str(e.value) == f"s.yaml: compression[0].sparsity[1]: {message}"
+    assert CompressionSpec(method="toyprune", sparsity=0.9).label() == "toyprune-90"
 
 
 def test_unregistered_method_is_unknown():
@@ -78,3 +99,27 @@ def test_declarations_drive_statistics_threads_and_memory(toyprune):
     assert not method_info("toyprune").serial and "toyprune" not in CALIBRATED
     assert set(compression_memory(LLAMA_2_7B, "toyprune").terms) == {
         "block weights", "per-layer work"}  # no calibration terms: it declared none
+
+
+def test_declared_settings_decide_what_a_method_takes():
+    """``takes`` narrows (or widens) the family's settings: a setting the method does not
+    read is refused rather than stored in a spec that claims it was applied."""
+    from compsafe.compress import register_method, unregister_method
+    from compsafe.registry import RegistryError
+
+    register_method("toyquant", lambda w, spec, stats, grad_sq: w, family="quantization",
+                    takes=("bits",))
+    try:
+        assert CompressionSpec(method="toyquant", bits=3).label() == "toyquant-w3"
+        with pytest.raises(OptionError, match="^group_size: does not apply to method "
+                           r"'toyquant' \(it takes bits\)$"):
+            CompressionSpec(method="toyquant", bits=3, group_size=64)
+    finally:
+        unregister_method("toyquant")
+    with pytest.raises(RegistryError, match="unknown settings \\['bitz'\\]"):
+        register_method("toyquant", lambda w, spec, stats, grad_sq: w,
+                        family="quantization", takes=("bitz",))
+    with pytest.raises(RegistryError, match="validate must be a function"):
+        register_method("toyquant", lambda w, spec, stats, grad_sq: w,
+                        family="quantization", validate="toy_method:validate")
+    assert "toyquant" not in METHODS

@@ -49,15 +49,30 @@ def with_(section: str, index: int, **changes) -> dict:
     (with_("compression", 0, sparsity=[0.5, 1.5]),
      "s.yaml: compression[0].sparsity[1]: must be strictly between 0 and 1, got 1.5"),
     (with_("compression", 0, bits=4),
-     "s.yaml: compression[0].bits: does not apply to method 'wanda'"),
+     "s.yaml: compression[0].bits: does not apply to method 'wanda' (it takes sparsity, "
+     "structure)"),
     (with_("compression", 0, structure=["unstructured", "4:2"]),
-     "s.yaml: compression[0].structure[1]: expected 'unstructured' or N:M with 0 < N < M "
+     "s.yaml: compression[0].structure[1]: must be 'unstructured' or N:M with 0 < N < M "
      "(e.g. 2:4), got '4:2'"),
     (with_("compression", 0, structure="2:4"),
-     "s.yaml: compression[0].sparsity: applies to unstructured pruning, but structure "
-     "lists only 2:4"),
+     "s.yaml: compression[0].sparsity[0]: give a sparsity or an N:M structure, not both"),
+    (with_("compression", 0, sparsity=[]),
+     "s.yaml: compression[0].sparsity: is empty; give a value or a list of them"),
     ({**BASE, "compression": [{"method": "gptq", "bits": [4, 9]}]},
-     "s.yaml: compression[0].bits[1]: must be from 2 to 8, got 9"),
+     "s.yaml: compression[0].bits[1]: must be an integer from 2 to 8, got 9"),
+    ({**BASE, "compression": [{"method": "gptq", "bits": 4, "group_size": [64, 0]}]},
+     "s.yaml: compression[0].group_size[1]: must be a positive integer (or none: one group "
+     "per output channel), got 0"),
+    ({**BASE, "compression": [{"method": "rtn", "bits": 4, "act_order": True}]},
+     "s.yaml: compression[0].act_order: does not apply to method 'rtn' (it takes bits, "
+     "group_size, symmetric)"),
+    ({**BASE, "compression": [{"method": "nf4", "group_size": 64}]},
+     "s.yaml: compression[0].group_size: does not apply to method 'nf4' (it takes no "
+     "settings)"),
+    ({**BASE, "compression": [{"method": "wanda", "sparsity": 0.5, "blocksize": 0}]},
+     "s.yaml: compression[0].blocksize: must be a positive integer, got 0"),
+    ({**BASE, "calibration": {"seqlen": 1}},
+     "s.yaml: calibration.seqlen: must be an integer >= 2, got 1"),
     ({**BASE, "compression": [{"method": "gptq", "group_size": 64}]},
      "s.yaml: compression[0].bits: gptq needs bits (2 to 8)"),
     ({**BASE, "compression": [{"method": "wanda", "sparsity": 0.5,
@@ -77,7 +92,11 @@ def with_(section: str, index: int, **changes) -> dict:
     (with_("tasks", 0, task="rtp", scorer=["vader", "nope"]),
      "s.yaml: tasks[0].scorer: unknown scorer 'nope'"),
     (with_("tasks", 0, task="rtp", scorer=["vader", "vader"]),
-     "s.yaml: tasks[0].scorer: expected a scorer name or a list of distinct names"),
+     "s.yaml: tasks[0].scorer: lists 'vader' twice; give each scorer once"),
+    (with_("tasks", 0, task="rtp", scorer=[]),
+     "s.yaml: tasks[0].scorer: is empty; give a scorer name or a list of them"),
+    (with_("tasks", 0, task="rtp", scorer=[3]),
+     "s.yaml: tasks[0].scorer: expected a scorer name, got 3"),
     (with_("tasks", 0, shots=3), "s.yaml: tasks[0]: unknown key 'shots'; known: task, name"),
     (with_("tasks", 0, greedy="yes"), "s.yaml: tasks[0].greedy: expected true or false"),
     ({**BASE, "sead": 1}, "s.yaml: top level: unknown key 'sead'; known: name, out"),

@@ -166,6 +166,7 @@ def _add_compress(sub) -> None:
         epilog=compress_examples(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True,
                    help=MODEL_HELP)
+    from compsafe.compress.checks import FORWARD_DTYPES, SAVE_DTYPES
     from compsafe.compress.spec import METHODS
 
     p.add_argument("--method", required=True, help=", ".join(METHODS))
@@ -201,14 +202,12 @@ def _add_compress(sub) -> None:
     g.add_argument("--seed", type=int, default=0, help="window sampling seed (default 0)")
     g.add_argument("--damp", type=float, default=0.01,
                    help="SparseGPT/GPTQ Hessian dampening, fraction of mean diagonal (0.01)")
-    g.add_argument("--forward-dtype", default="auto",
-                   choices=["auto", "float32", "bfloat16", "float16"],
+    g.add_argument("--forward-dtype", default="auto", choices=FORWARD_DTYPES,
                    help="precision of the calibration forward passes (the block runs in it; the "
                         "weights compressed and the statistics stay float32). auto: "
                         "bfloat16 on CUDA and on CPUs with AMX/AVX512-BF16, else float32; "
                         "recorded in compression.json")
-    g.add_argument("--save-dtype", default="source",
-                   choices=["source", "float32", "bfloat16", "float16"],
+    g.add_argument("--save-dtype", default="source", choices=SAVE_DTYPES,
                    help="dtype of the saved weights (default: the source checkpoint's own; "
                         "compression itself always runs in float32)")
     g.add_argument("--skip", default="lm_head",

@@ -28,6 +28,30 @@ class ModelLoadError(CompsafeError):
     """A model that cannot be found or loaded; the message names what was tried."""
 
 
+class OptionError(CompsafeError):
+    """An option value its dataclass refuses (``TaskOptions``, ``CompressionSpec``, a scorer
+    list). ``field`` names the option and ``message`` says what is wrong with its value, so
+    the CLI (``--limit: ...``) and a sweep config (``tasks[0].limit: ...``) report the same
+    message under their own name for it: options are validated once, where they are defined,
+    never by each front end."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def check_int(field: str, value, minimum: int | None, optional: bool = True) -> None:
+    """``value`` must be an integer (not a bool) of at least ``minimum`` (None: any; a None
+    value is allowed when ``optional``); else an ``OptionError`` for ``field``."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionError(field, f"expected an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise OptionError(field, f"must be {what}, got {value}")
+
+
 class UnknownNameError(CompsafeError):
     """An unknown task, dataset or method name; the message lists the known ones."""
 

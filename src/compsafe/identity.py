@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compsafe.compress.spec import Calibration, CompressionSpec
-from compsafe.errors import CompsafeError
+from compsafe.errors import CompsafeError, OptionError
 from compsafe.store.schema import LINEAGE_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class Lineage:
             try:
                 spec = CompressionSpec.from_dict(info["spec"])
                 source = info.get("source_model") or {}
-            except (KeyError, TypeError) as e:
+            except (KeyError, TypeError, OptionError) as e:
                 raise CompsafeError(f"{name}: {INFO_FILE} has no valid 'spec': {e}") from e
             return cls(base_model or source.get("name") or name, source.get("fingerprint"), spec)
         if quantization_config is not None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from compsafe.errors import CompsafeError
+from compsafe.errors import CompsafeError, OptionError
+from compsafe.errors import check_int as _check_int
 
 
 @dataclass(frozen=True)
@@ -95,27 +96,6 @@ class GenerationRequest:
     sample_key: str
     decoding: DecodingConfig | None = None
     seed: int = 0
-
-
-class OptionError(CompsafeError):
-    """An option value its dataclass refuses. ``field`` names the option and ``message``
-    says what is wrong with its value, so the CLI (``--limit: ...``) and a sweep config
-    (``tasks[0].limit: ...``) report the same message under their own name for it: options
-    are validated here, once, not by each front end."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
-
-
-def _check_int(field: str, value, minimum: int, optional: bool = True) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise OptionError(field, f"expected an integer, got {value!r}")
-    if value < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise OptionError(field, f"must be {what}, got {value}")
 
 
 @dataclass(frozen=True)

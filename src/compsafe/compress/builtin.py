@@ -24,7 +24,8 @@ register_method("gblm", f"{_M}:gblm_layer", family="pruning", needs={"act"}, gra
 register_method("rtn", f"{_M}:rtn_layer", family="quantization",
                 description="round-to-nearest, per group")
 register_method("gptq", f"{_M}:gptq_layer", family="quantization", needs={"hessian"},
-                serial=True, description="second-order quantization (Frantar et al. 2023)")
+                serial=True, takes=("bits", "group_size", "symmetric", "act_order"),
+                description="second-order quantization (Frantar et al. 2023)")
 register_method("awq", f"{_M}:awq_block", family="quantization", needs={"inputs"},
                 serial=True, block=True, description="activation-aware scales and clipping "
                 "(Lin et al. 2024)")

@@ -1,48 +1,43 @@
 """``compsafe compress``: flags -> ``CompressionSpec`` -> ``compress_model`` -> one summary line.
 
-Every flag is checked (by building the spec) before torch is imported or a model loads, so
-``--sparsity 1.5``, ``--structure 4:4``, ``--bits 9`` or an unknown method cost a second
-and print one line naming the bad value.
+Every flag is checked (by building the spec, which alone validates them: ``checks.py``)
+before torch is imported or a model loads, so ``--sparsity 1.5``, ``--structure 4:4``,
+``--bits 9`` or an unknown method cost a second and print one line naming the flag and the
+bad value, with the message a sweep config gets for the same value.
 
     compsafe compress --model default --method wanda --sparsity 0.5 --out models/wanda-50
 """
 
 from __future__ import annotations
 
-from compsafe.compress.spec import (
-    PRUNING_METHODS,
-    QUANT_METHODS,
-    WEIGHT_QUANT_METHODS,
-    Calibration,
-    CompressionSpec,
-)
-from compsafe.errors import CompsafeError
+from compsafe.compress.spec import Calibration, CompressionSpec
+from compsafe.errors import CompsafeError, OptionError
+
+FLAGS = {"source": "--calibration"}
+"""Spec fields whose flag is not ``--`` + the field name with dashes."""
+
+
+def flag(field: str) -> str:
+    """The ``compsafe compress`` flag that sets spec field ``field``."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
 def spec_from_args(args) -> CompressionSpec:
-    """The validated spec for the parsed flags; CompsafeError for flags that do not fit."""
-    if args.sparsity is not None and args.structure != "unstructured":
-        raise CompsafeError(f"give --sparsity or --structure {args.structure}, not both "
-                            "(N:M fixes the sparsity at (M-N)/M)")
-    if args.method in QUANT_METHODS and (args.sparsity is not None
-                                         or args.structure != "unstructured"):
-        raise CompsafeError(f"--sparsity/--structure apply to pruning methods, not {args.method}")
-    if args.method in PRUNING_METHODS and args.bits is not None:
-        raise CompsafeError(f"--bits applies to quantization methods, not {args.method}")
-    if (args.method in PRUNING_METHODS and args.sparsity is None
-            and args.structure == "unstructured"):
-        raise CompsafeError(f"{args.method} needs --sparsity R (0 < R < 1) or --structure N:M")
-    if args.method in WEIGHT_QUANT_METHODS and args.bits is None:
-        raise CompsafeError(f"{args.method} needs --bits (2 to 8)")
+    """The flags mapped onto ``CompressionSpec``, which validates them (as it does a sweep
+    config's entries): its message comes back under the flag's name, e.g. ``--bits: must
+    be an integer from 2 to 8, got 9``."""
     skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
-    calibration = Calibration(source=args.calibration, nsamples=args.nsamples,
-                              seqlen=args.seqlen, seed=args.seed)
-    return CompressionSpec(
-        method=args.method, sparsity=args.sparsity, structure=args.structure, bits=args.bits,
-        group_size=args.group_size, symmetric=args.symmetric, act_order=args.act_order,
-        damp=args.damp, calibration=calibration, skip=skip,
-        forward_dtype=getattr(args, "forward_dtype", "auto"),
-        save_dtype=getattr(args, "save_dtype", "source"))
+    try:
+        calibration = Calibration(source=args.calibration, nsamples=args.nsamples,
+                                  seqlen=args.seqlen, seed=args.seed)
+        return CompressionSpec(
+            method=args.method, sparsity=args.sparsity, structure=args.structure,
+            bits=args.bits, group_size=args.group_size, symmetric=args.symmetric,
+            act_order=args.act_order, damp=args.damp, calibration=calibration, skip=skip,
+            forward_dtype=getattr(args, "forward_dtype", "auto"),
+            save_dtype=getattr(args, "save_dtype", "source"))
+    except OptionError as e:
+        raise CompsafeError(f"{flag(e.field)}: {e.message}") from None
 
 
 def _gb(n: int) -> str:

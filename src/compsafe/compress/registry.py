@@ -11,6 +11,12 @@ beats two, see ``layers.compress_sequential``), and its implementation:
 - with ``block=True``, ``apply(linears, stats, spec) -> (reports, extras)`` for all of a
   block's linears at once (AWQ searches scales per group of layers sharing an input).
 
+It also declares which spec settings it takes (``takes``, ``SETTINGS``; by default its
+family's, ``FAMILY_SETTINGS``) and, optionally, ``validate(spec)``: its own checks of
+their values, raising ``OptionError(field, message)``. ``CompressionSpec`` applies both
+(``checks.py``), so the CLI and sweep configs report a method's refusal under their own
+name for the field, and a method of one's own is validated like a built-in one.
+
 Spec validation (``spec.py``), the CLI's method lists, the sweep's setting keys, the
 statistics collected, the thread count and the memory model all read this registry.
 
@@ -36,6 +42,14 @@ quantized by bitsandbytes when the model loads (fixed bits, saved in its format)
 STATISTICS = ("act", "hessian", "inputs")
 """What the calibration pass can collect per linear (``stats.collect``)."""
 
+SETTINGS = ("sparsity", "structure", "bits", "group_size", "symmetric", "act_order")
+"""The spec fields a method may or may not take; a spec that sets one its method does not
+take (a value other than the field's default) is refused, never silently ignored."""
+FAMILY_SETTINGS = {"none": (), "pruning": ("sparsity", "structure"),
+                   "quantization": ("bits", "group_size", "symmetric"), "load_time": ()}
+"""What a method of each family takes unless it declares otherwise (GPTQ adds
+``act_order``); ``load_time`` methods fix their own bits (bitsandbytes)."""
+
 
 @dataclass(frozen=True)
 class MethodInfo:
@@ -47,6 +61,8 @@ class MethodInfo:
     serial: bool = False
     block: bool = False  # ``apply`` takes a block's linears, not one weight
     description: str = ""
+    takes: tuple[str, ...] = ()  # the SETTINGS it reads, in SETTINGS order
+    validate: Callable[[Any], None] | None = None  # its own checks: validate(spec)
 
     @property
     def calibrated(self) -> bool:
@@ -60,9 +76,14 @@ METHODS: Registry[MethodInfo] = Registry("compression method")
 
 def register_method(name: str, apply: Callable | str | None = None, *, family: str,
                     needs: Iterable[str] = (), gradients: bool = False, serial: bool = False,
-                    block: bool = False, description: str = "") -> Entry[MethodInfo]:
+                    block: bool = False, description: str = "",
+                    takes: Iterable[str] | None = None,
+                    validate: Callable[[Any], None] | None = None) -> Entry[MethodInfo]:
     """Register compression method ``name`` (see the module docstring). ``apply`` may be
-    None only for families whose work happens elsewhere (``none``, ``load_time``)."""
+    None only for families whose work happens elsewhere (``none``, ``load_time``).
+    ``takes`` (default: the family's ``FAMILY_SETTINGS``) lists the spec settings it reads;
+    ``validate(spec)``, called once the spec's generic checks passed, raises
+    ``compsafe.errors.OptionError(field, message)`` for values the method cannot use."""
     where = f"compression method {name!r}"
     if family not in FAMILIES:
         raise RegistryError(f"{where}: unknown family {family!r}; known: {', '.join(FAMILIES)}")
@@ -74,8 +95,15 @@ def register_method(name: str, apply: Callable | str | None = None, *, family: s
         raise RegistryError(f"{where}: a {family} method needs its apply function")
     if apply is not None and not callable(apply):
         check_target(apply, where)
+    takes = FAMILY_SETTINGS[family] if takes is None else tuple(takes)
+    unknown = sorted(set(takes) - set(SETTINGS))
+    if unknown:
+        raise RegistryError(f"{where}: unknown settings {unknown}; known: {', '.join(SETTINGS)}")
+    if validate is not None and not callable(validate):
+        raise RegistryError(f"{where}: validate must be a function of the spec, got "
+                            f"{validate!r}")
     info = MethodInfo(family, frozenset(needs), bool(gradients), bool(serial), bool(block),
-                      description)
+                      description, tuple(s for s in SETTINGS if s in takes), validate)
     return METHODS.add(name, apply, info)
 
 

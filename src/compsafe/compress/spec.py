@@ -2,8 +2,10 @@
 
 Shared by ``compsafe compress``, evaluation run keys, sweeps and reports, so the results
 store records structured fields (method, sparsity, structure, bits, group size,
-calibration) rather than a name string. Validation happens at construction, with errors
-that name the bad value.
+calibration) rather than a name string. Validation happens at construction, here only
+(``checks.py``, with the method registry's declarations): a refused value is an
+``OptionError`` naming the field, which the CLI reports under its flag and a sweep config
+under its key path.
 
     spec = CompressionSpec(method="wanda", sparsity=0.5)
     spec = CompressionSpec(method="sparsegpt", structure="2:4")
@@ -17,9 +19,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from compsafe.compress.checks import check_calibration, check_spec, parse_structure
 from compsafe.compress.registry import METHODS as REGISTRY
 from compsafe.compress.registry import family
-from compsafe.errors import CompsafeError, UnknownNameError
+from compsafe.errors import CompsafeError, OptionError
 
 # Live views of the method registry (compress/registry.py, compress/builtin.py): a method
 # registered later appears in them.
@@ -35,12 +38,11 @@ CALIBRATION_SOURCES = ("wikitext2", "wikitext2-test", "c4")
 CALIBRATION_OVERLAPS = {"wikitext2-test": ("wikitext2",)}
 """Calibration source -> the tasks whose evaluation text it is (their results are in-sample
 for a model calibrated on it)."""
-FORWARD_DTYPES = ("auto", "float32", "bfloat16", "float16")
-SAVE_DTYPES = ("source", "float32", "bfloat16", "float16")
 
 
 class SpecError(CompsafeError):
-    """An impossible compression setting; the message names the field and value."""
+    """A compression label (``from_label``) that names no valid setting; the message
+    names the label. A refused field is an ``OptionError`` naming the field."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,7 @@ class Calibration:
         return tuple(dict.fromkeys([*found, *(recorded or ())]))
 
     def __post_init__(self):
-        if self.nsamples <= 0:
-            raise SpecError(f"calibration nsamples must be positive, got {self.nsamples}")
-        if self.seqlen < 2:
-            raise SpecError(f"calibration seqlen must be at least 2, got {self.seqlen}")
+        check_calibration(self)
 
 
 @dataclass(frozen=True)
@@ -99,45 +98,13 @@ class CompressionSpec:
     save_dtype: str = "source"
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise UnknownNameError("compression method", self.method, list(METHODS))
-        if self.method in PRUNING_METHODS:
-            self._check_pruning()
-        elif self.method in BNB_METHODS and self.bits is not None:
-            raise SpecError(f"{self.method} fixes its own bits; drop --bits {self.bits}")
-        elif self.method in WEIGHT_QUANT_METHODS:
-            if self.bits is None or not 2 <= self.bits <= 8:
-                raise SpecError(f"--bits must be an integer from 2 to 8, got {self.bits}")
-            if self.group_size is not None and self.group_size <= 0:
-                raise SpecError(f"--group-size must be positive, got {self.group_size}")
-        if not 0 <= self.damp < 1:
-            raise SpecError(f"damping must be in [0, 1), got {self.damp}")
-        if self.save_dtype not in SAVE_DTYPES:
-            raise SpecError(f"--save-dtype must be one of {', '.join(SAVE_DTYPES)}, "
-                            f"got {self.save_dtype!r}")
-        if self.forward_dtype not in FORWARD_DTYPES:
-            raise SpecError(f"--forward-dtype must be one of {', '.join(FORWARD_DTYPES)}, "
-                            f"got {self.forward_dtype!r}")
-
-    def _check_pruning(self):
-        if self.structure == "unstructured":
-            if self.sparsity is None or not 0 < self.sparsity < 1:
-                raise SpecError(f"--sparsity must be strictly between 0 and 1, got {self.sparsity}")
-            return
-        n, m = self.nm
-        if not 0 < n < m:
-            raise SpecError(f"N:M structure needs 0 < N < M, got {self.structure!r}")
+        """The method's checks (``checks.py``): an ``OptionError`` naming the field."""
+        check_spec(self)
 
     @property
     def nm(self) -> tuple[int, int]:
         """(N, M) for a semi-structured spec: keep N of every M consecutive weights."""
-        try:
-            n, m = (int(x) for x in self.structure.split(":"))
-        except ValueError:
-            raise SpecError(
-                f"--structure must be 'unstructured' or 'N:M' (e.g. 2:4), got {self.structure!r}"
-            ) from None
-        return n, m
+        return parse_structure(self.structure)
 
     @property
     def is_pruning(self) -> bool:
@@ -177,26 +144,33 @@ class CompressionSpec:
     @classmethod
     def from_label(cls, label: str, calibration: Calibration | None = None) -> CompressionSpec:
         """The spec a ``label()`` names: ``wanda-50``, ``sparsegpt-2:4``, ``gptq-w4g64``,
-        ``rtn-w8``, ``nf4``, ``dense``; a ``SpecError`` naming the label otherwise."""
-        calibration = calibration or Calibration()
-        text = label.strip()
+        ``rtn-w8``, ``nf4``, ``dense``; a ``SpecError`` naming the label otherwise (with the
+        spec's own message when the label parses but its setting is refused)."""
+        try:
+            spec = cls._from_label(label.strip(), calibration or Calibration())
+        except OptionError as e:
+            raise SpecError(f"compression setting {label!r}: {e}") from None
+        if spec is None:
+            raise SpecError(f"compression setting {label!r}: expected a label such as "
+                            f"wanda-50, sparsegpt-2:4, gptq-w4g64, rtn-w8 or nf4 (methods: "
+                            f"{', '.join(METHODS)})")
+        return spec
+
+    @classmethod
+    def _from_label(cls, text: str, calibration: Calibration) -> CompressionSpec | None:
         if text in ("dense", *BNB_METHODS):
             return cls(method=text, calibration=calibration)
         method, _, rest = text.partition("-")
-        try:
-            if method in PRUNING_METHODS and ":" in rest:
-                return cls(method=method, structure=rest, calibration=calibration)
-            if method in PRUNING_METHODS:
-                return cls(method=method, sparsity=int(rest) / 100, calibration=calibration)
-            bits, _, group = rest.removeprefix("w").partition("g")
-            if method in QUANT_METHODS and rest.startswith("w"):
-                return cls(method=method, bits=int(bits),
-                           group_size=int(group) if group else None, calibration=calibration)
-        except ValueError:
-            pass
-        raise SpecError(f"compression setting {label!r}: expected a label such as wanda-50, "
-                        f"sparsegpt-2:4, gptq-w4g64, rtn-w8 or nf4 (methods: "
-                        f"{', '.join(METHODS)})")
+        bits, _, group = rest.removeprefix("w").partition("g")
+        if method in PRUNING_METHODS and ":" in rest:
+            return cls(method=method, structure=rest, calibration=calibration)
+        if method in PRUNING_METHODS and rest.isdigit():
+            return cls(method=method, sparsity=int(rest) / 100, calibration=calibration)
+        if (method in QUANT_METHODS and rest.startswith("w") and bits.isdigit()
+                and (not group or group.isdigit())):
+            return cls(method=method, bits=int(bits),
+                       group_size=int(group) if group else None, calibration=calibration)
+        return None
 
     def label(self) -> str:
         """A short human label, e.g. ``wanda-50``, ``sparsegpt-2:4``, ``gptq-w4g128``."""

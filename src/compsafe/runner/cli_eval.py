@@ -33,19 +33,15 @@ def parse_task_names(spec: str) -> list[str]:
 
 
 def parse_scorers(text: str | None) -> list[str | None]:
-    """``--scorer``: absent (each task's default), one name, or a comma-separated list."""
-    if text is None:
-        return [None]
-    from compsafe.scorers import SCORERS
+    """``--scorer``: absent (each task's default), one name, or a comma-separated list,
+    checked by the scorer registry (``scorer_list``) as a sweep config's are."""
+    from compsafe.scorers import scorer_list
 
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise CompsafeError("--scorer is empty; give a scorer name or a comma-separated list")
-    unknown = [n for n in names if n not in SCORERS]
-    if unknown:
-        raise CompsafeError(f"--scorer: unknown scorer {unknown[0]!r}; known: "
-                            f"{', '.join(sorted(SCORERS))}")
-    return list(dict.fromkeys(names))
+    names = None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+    try:
+        return scorer_list(names)
+    except OptionError as e:
+        raise CompsafeError(f"--{e.field}: {e.message}") from None
 
 
 def task_options(args) -> TaskOptions:

@@ -26,13 +26,14 @@ from compsafe.scorers.registry import (
     register_scorer,
     scorer_help,
     scorer_kind,
+    scorer_list,
     unregister_scorer,
 )
 
 __all__ = ["CachedScorer", "DEFAULT_TOXICITY_SCORER", "SCORERS", "SCORER_KIND", "SCORER_LABELS",
            "ScoreCache", "ScoreResult", "Scorer", "ScorerError", "ScorerInfo", "get_scorer",
            "register_scorer", "scorer_class", "scorer_help", "scorer_kind", "scorer_label",
-           "unregister_scorer"]
+           "scorer_list", "unregister_scorer"]
 
 _OPENAI_KEY = "key from $OPENAI_API_KEY"
 register_scorer("profanity", "compsafe.scorers.lexical:ProfanityScorer", kind="toxicity",

@@ -9,12 +9,14 @@ registered has no kind: asking for it is an error, never a silent "toxicity".
     register_scorer("xfrac", "my_scorers:XFraction", kind="toxicity",
                     label="fraction of 'x' characters")
     scorer_kind("vader")   # "sentiment"
+    scorer_list(["profanity", "vader"])   # a task's scorers, checked once for CLI and YAML
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from compsafe.errors import OptionError
 from compsafe.metrics.degeneration import KINDS
 from compsafe.registry import Entry, Registry, RegistryError
 
@@ -61,6 +63,27 @@ def scorer_kind(name: str) -> str:
     """The kind of score scorer ``name`` produces; an unregistered name is an
     ``UnknownNameError`` listing the registered ones."""
     return SCORERS.entry(name).meta.kind
+
+
+def scorer_list(values: list | None) -> list[str | None]:
+    """The scorers a generation task runs with: ``None`` (the task's default) or a list of
+    registered names, each once; an ``OptionError`` for field ``scorer`` otherwise. Checked
+    here only: ``--scorer a,b`` and a sweep task's ``scorer: [a, b]`` just split and
+    report the message under their own name (``--scorer: ...``, ``tasks[0].scorer: ...``)."""
+    if values is None:
+        return [None]
+    if not values:
+        raise OptionError("scorer", "is empty; give a scorer name or a list of them")
+    for value in values:
+        if not isinstance(value, str):
+            raise OptionError("scorer", f"expected a scorer name, got {value!r}")
+        if value not in SCORERS:
+            raise OptionError("scorer", f"unknown scorer {value!r}; known: "
+                              f"{', '.join(sorted(SCORERS))}")
+    twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if twice is not None:
+        raise OptionError("scorer", f"lists {twice!r} twice; give each scorer once")
+    return list(values)
 
 
 def scorer_help() -> str:

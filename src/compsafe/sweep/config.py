@@ -28,12 +28,11 @@ from compsafe.models.embedded import EMBEDDED
 from compsafe.store import STORE_FILE
 from compsafe.sweep.overrides import apply_overrides, normalize
 from compsafe.sweep.settings import parse_calibration, parse_specs
-from compsafe.sweep.validate import Fields, expect
+from compsafe.sweep.validate import Fields, expect, options_at
 from compsafe.types import (
     CHAT_TEMPLATES,
     DEFAULT_PROTOCOL,
     PROTOCOL_NAMES,
-    OptionError,
     PromptFormat,
     TaskOptions,
 )
@@ -239,7 +238,7 @@ def default_model_name(model: str) -> str:
 
 
 def _tasks(items: list, seed: int, run_protocol: str = DEFAULT_PROTOCOL) -> tuple[TaskEntry, ...]:
-    from compsafe.scorers import SCORERS
+    from compsafe.scorers import scorer_list
     from compsafe.tasks import TASKS
 
     out: list[TaskEntry] = []
@@ -252,7 +251,10 @@ def _tasks(items: list, seed: int, run_protocol: str = DEFAULT_PROTOCOL) -> tupl
             raise CompsafeError(f"{where}.task: unknown task {task!r}; known: "
                                 f"{', '.join(sorted(TASKS))}")
         base_name = f.str("name", task)
-        scorers = _scorers(f.get("scorer", None), f"{where}.scorer", SCORERS)
+        scorer = f.get("scorer", None)
+        with options_at(where):  # the registry checks the names, as for --scorer
+            scorers = scorer_list(scorer if scorer is None or isinstance(scorer, list)
+                                  else [scorer])
         # Several scorers: one entry each, named <name>-<scorer>; their runs share one set
         # of generations (store/shared.py), as the study scores each set several ways.
         names = ([base_name] if len(scorers) == 1
@@ -263,7 +265,7 @@ def _tasks(items: list, seed: int, run_protocol: str = DEFAULT_PROTOCOL) -> tupl
                                     f"{seen[name]}; give one of them a different 'name'")
             seen[name] = where
         # Types are read here; ranges are TaskOptions' (one place, the CLI's messages).
-        try:
+        with options_at(where):
             common = dict(
                 limit=f.int("limit", None), seed=f.int("seed", seed),
                 n_boot=f.int("n_boot", 1000), samples=f.int("samples", 1),
@@ -276,24 +278,7 @@ def _tasks(items: list, seed: int, run_protocol: str = DEFAULT_PROTOCOL) -> tupl
                                     system=f.str("system", None)))
             out += [TaskEntry(name, task, TaskOptions(scorer=scorer, **common))
                     for name, scorer in zip(names, scorers, strict=True)]
-        except OptionError as e:
-            raise CompsafeError(f"{where}.{e.field}: {e.message}") from None
     return tuple(out)
-
-
-def _scorers(value, where: str, known) -> list[str | None]:
-    """A task entry's ``scorer``: absent (the task's default), a name, or a list of names."""
-    if value is None:
-        return [None]
-    values = value if isinstance(value, list) else [value]
-    if not values or len(set(map(str, values))) != len(values):
-        raise CompsafeError(f"{where}: expected a scorer name or a list of distinct names, "
-                            f"got {value!r}")
-    for v in values:
-        if not isinstance(v, str) or v not in known:
-            raise CompsafeError(f"{where}: unknown scorer {v!r}; known: "
-                                f"{', '.join(sorted(known))}")
-    return values
 
 
 def _resources(raw, where: str) -> Resources:

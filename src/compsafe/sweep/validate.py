@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from compsafe.errors import CompsafeError
+from compsafe.errors import CompsafeError, OptionError
 
 MISSING = object()
 
@@ -44,12 +44,15 @@ def one_or_many(value, where: str, kind, what: str, allow_none: bool = False) ->
 
 
 @contextmanager
-def at(path: str) -> Iterator[None]:
-    """Prefix ``path`` to a ``CompsafeError`` raised inside (e.g. by ``CompressionSpec``)."""
+def options_at(prefix: str, paths: dict[str, str] | None = None) -> Iterator[None]:
+    """Report a dataclass's refusal (``OptionError``: ``TaskOptions``, ``CompressionSpec``)
+    under the YAML path of the refused field: ``paths[field]`` (a list item, say), else
+    ``prefix.field``. Its message is the one the CLI prints under the flag's name."""
     try:
         yield
-    except CompsafeError as e:
-        raise CompsafeError(f"{path}: {e}") from None
+    except OptionError as e:
+        where = (paths or {}).get(e.field) or (f"{prefix}.{e.field}" if prefix else e.field)
+        raise CompsafeError(f"{where}: {e.message}") from None
 
 
 class Fields:
