@@ -53,10 +53,15 @@ def test_finding_1_quantization_preserves_pruning_degrades():
     assert finding_1(prune + quant).verdict == "reproduced"
     # quantization worse as often as pruning: not the finding
     worse_quant = [bias("rtn-w4", 0.3, True), bias("gptq-w4", 0.3, True)]
-    assert finding_1(prune + worse_quant).verdict == "contradicted"
+    found = finding_1(prune + worse_quant)
+    assert found.verdict == "contradicted" and found.evidence[0] == (
+        "why: quantization significantly worse in 100% of its comparisons, more than 25%")
     # harm falling with sparsity: not the finding either
     falling = [bias("wanda-20", 0.4, True), bias("wanda-40", 0.2, True), bias("wanda-60", 0.12)]
-    assert finding_1(falling + quant).verdict == "contradicted"
+    found = finding_1(falling + quant)
+    assert found.verdict == "contradicted" and found.evidence[0] == (
+        "why: pruning: 2 significant changes of 3, 0 better, 2 worse; mean rho over methods "
+        "-1.00, and no comparison at a method's highest sparsity is significantly worse")
     # the same rising trend without any significant difference is not evidence
     noisy = [bias("wanda-20", 0.11), bias("wanda-40", 0.2), bias("wanda-60", 0.4)]
     found = finding_1(noisy + quant)
@@ -71,7 +76,10 @@ def test_finding_2_less_toxic_but_more_biased():
     assert finding_2(tox + [bias("wanda-50", 0.3, True)]).verdict == "reproduced"
     assert finding_2(tox + [bias("wanda-50", 0.3)]).verdict == "not detectable"
     # bias changed detectably, but only fell
-    assert finding_2(tox + [bias("wanda-50", 0.0, True)]).verdict == "contradicted"
+    found = finding_2(tox + [bias("wanda-50", 0.0, True)])
+    assert found.verdict == "contradicted" and found.evidence[0] == (
+        "why: degeneration: 1 significant change of 1, 1 better, 0 worse; representational: "
+        "1 significant change of 1, 1 better, 0 worse")
     assert finding_2(tox).verdict == "not testable"
 
 

@@ -136,10 +136,16 @@ def finding_1(diffs: list) -> Finding:
     evidence += [_line(d) for d in sorted(rows, key=_order)]
     if share > QUANT_SHARE:  # quantization significantly worse too often
         verdict = "contradicted"
+        evidence.insert(0, f"why: quantization significantly worse in {share:.0%} of its "
+                           f"comparisons, more than {QUANT_SHARE:.0%}")
     elif top_worse and float(np.mean(rhos)) > 0:
         verdict = "reproduced"
     elif any(d.significant for d in prune):  # detectable changes, but not the claimed ones
         verdict = "contradicted"
+        evidence.insert(0, "why: " + _changes("pruning", prune) + (
+            "; mean rho over methods " + f"{float(np.mean(rhos)):+.2f}"
+            + ("" if top_worse else ", and no comparison at a method's highest sparsity "
+                                    "is significantly worse")))
     else:
         verdict = "not detectable"
         evidence.insert(0, _undetected(prune))
@@ -168,6 +174,9 @@ def finding_2(diffs: list) -> Finding:
             any(d.significant for d in rep) and not worse):
         # toxicity changed detectably but never fell, or bias changed but never rose
         verdict = "contradicted"
+        evidence.insert(0, "why: " + "; ".join(
+            _changes(what, ds) for what, ds in (("degeneration", deg),
+                                                ("representational", rep))))
     else:
         verdict = "not detectable"
         evidence.insert(0, _undetected(deg + rep))
@@ -242,6 +251,16 @@ def finding_4(diffs: list) -> Finding:
     if strong:
         return Finding(4, claim, rule, "contradicted", evidence)
     return Finding(4, claim, rule, "not detectable", [_undetected(tested), *evidence])
+
+
+def _changes(what: str, rows: list) -> str:
+    """How the significant changes among ``rows`` went: "pruning: 12 significant
+    changes, 12 better, 0 worse"."""
+    sig = [d for d in rows if d.significant]
+    worse = sum(d.worse is True for d in sig)
+    better = sum(d.worse is False for d in sig)
+    return (f"{what}: {len(sig)} significant change{'s' * (len(sig) != 1)} of "
+            f"{len(rows)}, {better} better, {worse} worse")
 
 
 def _undetected(rows: list) -> str:
