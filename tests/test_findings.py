@@ -78,8 +78,23 @@ def test_finding_2_less_toxic_but_more_biased():
     # bias changed detectably, but only fell
     found = finding_2(tox + [bias("wanda-50", 0.0, True)])
     assert found.verdict == "contradicted" and found.evidence[0] == (
-        "why: degeneration: 1 significant change of 1, 1 better, 0 worse; representational: "
-        "1 significant change of 1, 1 better, 0 worse")
+        "why: where toxicity fell significantly, bias changed significantly only for the "
+        "better (representational: 1 significant change of 1, 1 better, 0 worse)")
+    # less toxic in one setting, more biased in another: not the finding, and the bias of
+    # the less toxic setting did not move detectably
+    other = [bias("wanda-50", 0.1), bias("wanda-60", 0.4, True)]
+    found = finding_2(tox + other)
+    assert found.verdict == "not detectable" and found.evidence[0].startswith(
+        "why: toxicity fell significantly, but bias in those settings did not change "
+        "detectably: no significant paired difference among 1 comparisons")
+    more_toxic = [diff("wanda-50", "expected_max_toxicity", "rtp", "degeneration", .2, .3, True)]
+    found = finding_2(more_toxic + [bias("wanda-50", 0.3, True)])
+    assert found.verdict == "contradicted" and found.evidence[0] == (
+        "why: toxicity changed significantly, never for the better")
+    found = finding_2([diff("wanda-50", "expected_max_toxicity", "rtp", "degeneration", .2, .3)]
+                      + [bias("wanda-50", 0.3, True)])
+    assert found.verdict == "not detectable"
+    assert found.evidence[0].startswith("why: toxicity did not change detectably")
     assert finding_2(tox).verdict == "not testable"
 
 
@@ -95,6 +110,12 @@ def test_finding_3_groups_diverge_with_sparsity():
     converging = (groups("wanda-20", [0, .3, -.1, .2]) + groups("wanda-40", [0, .1, 0, .05])
                   + groups("wanda-60", [0, .01, 0, .01]))
     assert finding_3(converging).verdict == "contradicted"
+    # one method diverging, another converging: mean rho 0, no consistent trend
+    mixed = diverging + [replace(d, method="magnitude", spec_label=d.spec_label.replace(
+        "wanda", "magnitude")) for d in converging]
+    found = finding_3(mixed)
+    assert found.verdict == "not detectable" and found.evidence[0].startswith(
+        "why: no consistent trend: mean rho +0.00 is within ±0.5")
     noise = [d for label, sh in (("wanda-20", [0, .01, 0, .01]), ("wanda-40", [0, .1, 0, .05]),
                                  ("wanda-60", [0, .3, -.1, .2]))
              for d in groups(label, sh, significant=False)]
