@@ -69,7 +69,7 @@ def run_report(args) -> int:
 
         raise CompsafeError(f"--n-boot must be at least 1, got {args.n_boot}")
     if args.findings is not None:
-        from compsafe.report.findings import write_findings
+        from compsafe.report.findings_doc import write_findings
 
         path = write_findings(args.store, args.findings, args.fdr, args.n_boot, args.seed)
         print(f"findings: {path}")
