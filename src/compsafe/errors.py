@@ -6,6 +6,8 @@ subclass of :class:`CompsafeError` whose message names the offending thing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -38,6 +40,19 @@ class OptionError(CompsafeError):
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field, self.message = field, message
+
+
+@contextmanager
+def as_flags(renamed: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Report an ``OptionError`` raised inside under the command-line flag of its field:
+    ``renamed[field]``, else ``--`` + the field with dashes (``min_new_tokens`` ->
+    ``--min-new-tokens: ...``). The CLI's counterpart of ``sweep.validate.options_at``:
+    the same message, under the flag's name instead of the YAML path."""
+    try:
+        yield
+    except OptionError as e:
+        flag = (renamed or {}).get(e.field) or "--" + e.field.replace("_", "-")
+        raise CompsafeError(f"{flag}: {e.message}") from None
 
 
 def check_int(field: str, value, minimum: int | None, optional: bool = True) -> None:

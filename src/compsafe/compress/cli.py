@@ -11,15 +11,10 @@ bad value, with the message a sweep config gets for the same value.
 from __future__ import annotations
 
 from compsafe.compress.spec import Calibration, CompressionSpec
-from compsafe.errors import CompsafeError, OptionError
+from compsafe.errors import CompsafeError, as_flags
 
-FLAGS = {"source": "--calibration"}
+RENAMED = {"source": "--calibration"}
 """Spec fields whose flag is not ``--`` + the field name with dashes."""
-
-
-def flag(field: str) -> str:
-    """The ``compsafe compress`` flag that sets spec field ``field``."""
-    return FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
 def spec_from_args(args) -> CompressionSpec:
@@ -27,7 +22,7 @@ def spec_from_args(args) -> CompressionSpec:
     config's entries): its message comes back under the flag's name, e.g. ``--bits: must
     be an integer from 2 to 8, got 9``."""
     skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
-    try:
+    with as_flags(RENAMED):
         calibration = Calibration(source=args.calibration, nsamples=args.nsamples,
                                   seqlen=args.seqlen, seed=args.seed)
         return CompressionSpec(
@@ -36,8 +31,6 @@ def spec_from_args(args) -> CompressionSpec:
             act_order=args.act_order, damp=args.damp, calibration=calibration, skip=skip,
             forward_dtype=getattr(args, "forward_dtype", "auto"),
             save_dtype=getattr(args, "save_dtype", "source"))
-    except OptionError as e:
-        raise CompsafeError(f"{flag(e.field)}: {e.message}") from None
 
 
 def _gb(n: int) -> str:

@@ -11,7 +11,7 @@ import sys
 from dataclasses import replace
 
 from compsafe.data.paths import data_dir
-from compsafe.errors import CompsafeError
+from compsafe.errors import CompsafeError, as_flags
 from compsafe.runner.evaluate import evaluate_task
 from compsafe.runner.output import (
     check_out_dir,
@@ -20,7 +20,7 @@ from compsafe.runner.output import (
     write_outputs,
 )
 from compsafe.tasks import get_task
-from compsafe.types import OptionError, PromptFormat, TaskOptions
+from compsafe.types import PromptFormat, TaskOptions
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +38,15 @@ def parse_scorers(text: str | None) -> list[str | None]:
     from compsafe.scorers import scorer_list
 
     names = None if text is None else [n.strip() for n in text.split(",") if n.strip()]
-    try:
+    with as_flags():
         return scorer_list(names)
-    except OptionError as e:
-        raise CompsafeError(f"--{e.field}: {e.message}") from None
 
 
 def task_options(args) -> TaskOptions:
     """The flags mapped onto ``TaskOptions``, which validates them (as it does a sweep
     config's): its message comes back under the flag's name, e.g. ``--limit: must be a
     positive integer, got 0``."""
-    try:
+    with as_flags():
         return TaskOptions(limit=args.limit, seed=args.seed, n_boot=args.n_boot,
                            samples=args.samples, scorer=args.scorer,
                            max_new_tokens=args.max_new_tokens, greedy=args.greedy,
@@ -58,8 +56,6 @@ def task_options(args) -> TaskOptions:
                            stride=args.stride,
                            prompt=PromptFormat(fewshot=args.fewshot, chat=args.chat,
                                                system=args.system))
-    except OptionError as e:
-        raise CompsafeError(f"--{e.field.replace('_', '-')}: {e.message}") from None
 
 
 def run_eval(args) -> int:
